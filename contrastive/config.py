@@ -1,0 +1,125 @@
+"""`SearchConfig`: every setting of one search, built once and passed down.
+
+The command line (``scripts/tune.py``) turns its arguments into a `SearchConfig`; nothing
+below it reads arguments, globals or the environment, except where MLflow and Keras Tuner
+define their own variables (read in `contrastive.tracking` and `contrastive.tuning`).
+`SearchConfig.validate` checks the cheap things (numbers, names, files) before any data
+is loaded or anything is written to the store. This module imports no TensorFlow, so
+``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+__all__ = ["ConfigError", "SearchConfig", "TUNERS", "PROMOTE_CHOICES"]
+
+TUNERS = ("random", "bayesian", "hyperband")
+PROMOTE_CHOICES = ("better", "always", "never")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Settings of one search.
+
+    Args:
+        dataset: A dataset name or path (see `contrastive.data.load_dataset`). Defaults to
+            ``"digits"``.
+        search_space: A file in ``search_spaces/`` or a path. Defaults to ``"default"``.
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"``. Defaults to ``"random"``.
+        max_trials: Trials to run (for Hyperband: its ``max_epochs`` budget decides, and
+            this caps the number of models). Defaults to 4.
+        epochs: Training epochs per trial (Hyperband's largest budget). Defaults to 40.
+        label_fraction: Share of the training split that keeps its labels, in (0, 1].
+            Defaults to 0.1.
+        seed: Seeds the split, the tuner and every trial. Defaults to 0.
+        experiment: MLflow experiment name. Defaults to ``"contrastive"``.
+        model_name: Registered model name. Defaults to ``"contrastive-classifier"``.
+        tracking_uri: MLflow tracking URI; None means ``MLFLOW_TRACKING_URI``, else the
+            SQLite store in ``mlruns/``. Defaults to None.
+        tuner_dir: Keras Tuner's folder; None means ``tuner/`` at the project root.
+            Defaults to None.
+        overwrite: Start afresh instead of resuming a search in ``tuner_dir``. Defaults to
+            False.
+        promote: When the new best model takes the ``champion`` alias: ``"better"``
+            (only if it beats the current champion), ``"always"`` or ``"never"``.
+            Defaults to ``"better"``.
+        labeled_batch_size: Labelled images per step. Defaults to 64.
+        unlabeled_batch_size: Unlabelled images per step. Defaults to 192.
+        verbose: Keras progress output: 0 silent, 1 bars, 2 a line an epoch. Defaults to 2.
+    """
+
+    dataset: str = "digits"
+    search_space: str = "default"
+    tuner: str = "random"
+    max_trials: int = 4
+    epochs: int = 40
+    label_fraction: float = 0.1
+    seed: int = 0
+    experiment: str = "contrastive"
+    model_name: str = "contrastive-classifier"
+    tracking_uri: str | None = None
+    tuner_dir: str | None = None
+    overwrite: bool = False
+    promote: str = "better"
+    labeled_batch_size: int = 64
+    unlabeled_batch_size: int = 192
+    verbose: int = 2
+
+    def validate(self) -> "SearchConfig":
+        """Checks every setting that needs no data; returns self.
+
+        Raises:
+            ConfigError: Naming the first bad setting, its value and what is allowed.
+        """
+        if self.tuner not in TUNERS:
+            raise ConfigError(
+                f"Unknown tuner {self.tuner!r}; allowed: {', '.join(TUNERS)}."
+            )
+        if self.promote not in PROMOTE_CHOICES:
+            raise ConfigError(
+                f"Unknown promote rule {self.promote!r}; allowed: "
+                f"{', '.join(PROMOTE_CHOICES)}."
+            )
+        for name in ("max_trials", "epochs", "labeled_batch_size", "unlabeled_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"{name} must be a positive whole number; received {name}={value!r}."
+                )
+        fraction = self.label_fraction
+        if not isinstance(fraction, (int, float)) or not math.isfinite(fraction) or not (
+            0 < fraction <= 1
+        ):
+            raise ConfigError(
+                f"label_fraction must be in (0, 1]; received label_fraction={fraction!r}."
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0; received seed={self.seed!r}.")
+        for name in ("experiment", "model_name"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"{name} must not be empty.")
+        if self.tuner_dir is not None and Path(self.tuner_dir).is_file():
+            raise ConfigError(
+                f"tuner_dir {self.tuner_dir!r} is a file; pass a folder (it is created)."
+            )
+        return self
+
+    def fixed_params(self) -> dict[str, object]:
+        """The settings logged as params on every run (the tuned ones come from hp)."""
+        return {
+            "dataset": self.dataset,
+            "search_space": Path(self.search_space).name,
+            "tuner": self.tuner,
+            "epochs": self.epochs,
+            "label_fraction": self.label_fraction,
+            "seed": self.seed,
+            "labeled_batch_size": self.labeled_batch_size,
+            "unlabeled_batch_size": self.unlabeled_batch_size,
+        }

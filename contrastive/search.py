@@ -1,0 +1,359 @@
+"""`run_search`: one whole search, from a `SearchConfig` to a registered champion.
+
+The flow runs one way:
+
+1. validate the settings, read the search space and load the dataset (bad input stops
+   here, before anything is written to the store);
+2. open, or on resume reopen, the search's parent run, and record the dataset, the
+   search space and the versions that are needed to repeat it;
+3. let Keras Tuner run the trials (`contrastive.tuning`), each a nested run;
+4. pick the best completed trial from the oracle, score it again as the champion, log the
+   leaderboard, and register its inference model, moving the ``champion`` alias only by
+   the promotion rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from contrastive.config import SearchConfig
+from contrastive.paths import default_tuner_dir, project_root
+
+__all__ = ["SearchResult", "run_search"]
+
+logger = logging.getLogger(__name__)
+
+_STATE_FILE = "mlflow_search.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """Where a finished search left its results.
+
+    Args:
+        tracking_uri: The MLflow store.
+        experiment: The experiment's name.
+        experiment_id: Its id.
+        parent_run_id: The search's run.
+        best_trial_id: Keras Tuner's id of the best trial.
+        best_run_id: The best trial's run.
+        metrics: The champion's ``test_`` metrics.
+        model_name: The registered model.
+        model_version: The version registered by this search.
+        promoted: Whether that version took the ``champion`` alias.
+        promotion_reason: Why it did or did not.
+        trials: Leaderboard rows, best first.
+    """
+
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    best_trial_id: str
+    best_run_id: str
+    metrics: dict
+    model_name: str
+    model_version: str
+    promoted: bool
+    promotion_reason: str
+    trials: list
+
+
+def run_search(config: SearchConfig) -> SearchResult:
+    """Runs the search that ``config`` describes; see the module docstring.
+
+    Raises:
+        contrastive.config.ConfigError, contrastive.search_space.SearchSpaceError,
+        contrastive.data.DataError, contrastive.tracking.TrackingError: For bad input,
+            before any training and before anything is written to the store.
+        RuntimeError: When no trial completed.
+    """
+    config.validate()
+
+    from contrastive.search_space import load_search_space
+    from contrastive.tracking import check_tracking_uri, resolve_tracking_uri
+
+    space = load_search_space(config.search_space)
+    tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    check_tracking_uri(tracking_uri)
+
+    from contrastive.data import load_dataset
+
+    dataset = load_dataset(
+        config.dataset, label_fraction=config.label_fraction, seed=config.seed
+    )
+    logger.info(
+        "Dataset %s: %d labelled, %d unlabelled, %d validation, %d test images of %s",
+        dataset.name, len(dataset.y_labeled), len(dataset.x_unlabeled), len(dataset.y_val),
+        len(dataset.y_test), dataset.input_shape,
+    )
+
+    # TensorFlow is imported only now that the input is known to be good.
+    from contrastive.hypermodel import ContrastiveHyperModel, TrainingSettings
+    from contrastive.tracking import Tracker
+    from contrastive.tuning import make_tuner
+
+    tracker = Tracker(tracking_uri, config.experiment)
+    tuner_dir = Path(config.tuner_dir) if config.tuner_dir else default_tuner_dir()
+    project = config.experiment
+    state_file = tuner_dir / project / _STATE_FILE
+    parent_run_id = _parent_run(tracker, config, state_file, dataset, space)
+
+    hypermodel = ContrastiveHyperModel(
+        space,
+        dataset.input_shape,
+        dataset.num_classes,
+        dataset.value_range,
+        settings=TrainingSettings(config.labeled_batch_size, config.unlabeled_batch_size),
+        seed=config.seed,
+    )
+    tuner = make_tuner(
+        config.tuner,
+        hypermodel,
+        tracker=tracker,
+        parent_run_id=parent_run_id,
+        fixed_params=config.fixed_params(),
+        max_trials=config.max_trials,
+        epochs=config.epochs,
+        seed=config.seed,
+        directory=str(tuner_dir),
+        project_name=project,
+        overwrite=config.overwrite,
+    )
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"parent_run_id": parent_run_id}))
+
+    started = time.monotonic()
+    try:
+        tuner.search(dataset, epochs=config.epochs, verbose=config.verbose)
+    except KeyboardInterrupt:
+        _close_open_trials(tracker, parent_run_id)
+        tracker.set_terminated(parent_run_id, "KILLED")
+        raise
+    except Exception:
+        _close_open_trials(tracker, parent_run_id)
+        tracker.set_terminated(parent_run_id, "FAILED")
+        raise
+    logger.info("Search took %.0f s", time.monotonic() - started)
+
+    result = _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri)
+    tracker.set_terminated(parent_run_id, "FINISHED")
+    return result
+
+
+def _parent_run(tracker, config: SearchConfig, state_file: Path, dataset, space) -> str:
+    """Reopens the parent run of the search in ``state_file``, or creates a new one."""
+    if state_file.is_file() and not config.overwrite:
+        previous = json.loads(state_file.read_text()).get("parent_run_id")
+        if previous and tracker.run_exists(previous):
+            logger.info("Resuming the search recorded in run %s", previous)
+            # Trials that a killed process left RUNNING can never finish now.
+            _close_open_trials(tracker, previous)
+            tracker.client.update_run(previous, status="RUNNING")
+            return previous
+
+    name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
+    tags = {
+        "dataset": dataset.name,
+        "dataset_digest": dataset.digest,
+        "tuner": config.tuner,
+        "search_space": str(space.path),
+        "search_space_digest": space.digest,
+        "seed": config.seed,
+        "label_fraction": config.label_fraction,
+        **_versions(),
+    }
+    run_id = tracker.create_run(name, tags={k: str(v) for k, v in tags.items()})
+    tracker.log_params(run_id, {**config.fixed_params(), "max_trials": config.max_trials})
+    tracker.log_text(run_id, space.text, f"search_space/{space.path.name}")
+    tracker.log_dataset(run_id, dataset)
+    return run_id
+
+
+def _close_open_trials(tracker, parent_run_id: str) -> None:
+    for run in tracker.child_runs(parent_run_id):
+        if run.info.status == "RUNNING":
+            logger.warning("Marking trial run %s KILLED: its process is gone", run.info.run_id)
+            tracker.set_terminated(run.info.run_id, "KILLED")
+
+
+def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> SearchResult:
+    """Scores the best trial as champion, logs the leaderboard, registers the model."""
+    from contrastive import plots
+    from contrastive.reporting import evaluate_model, log_evaluation
+    from contrastive.tuning import OBJECTIVE
+
+    _close_open_trials(tracker, parent_run_id)
+    best_trials = tuner.oracle.get_best_trials(1)
+    if not best_trials:
+        raise RuntimeError(
+            f"No trial completed; see the failed trial runs under run {parent_run_id} "
+            f"(tag 'failure' and artifact failure/traceback.txt)."
+        )
+    best = best_trials[0]
+    runs = _runs_by_trial(tracker, parent_run_id)
+    best_run = runs[best.trial_id]
+
+    model = tuner.load_model(best)
+    inference = model.inference_model()
+    champion = evaluate_model(
+        inference, dataset.x_test, dataset.y_test, dataset.x_labeled, dataset.y_labeled,
+        class_names=dataset.class_names, seed=config.seed,
+    )
+    log_evaluation(
+        tracker, parent_run_id, champion, y_test=dataset.y_test,
+        class_names=dataset.class_names, x_test=dataset.x_test, seed=config.seed,
+    )
+    rows = _leaderboard(tuner, runs, OBJECTIVE.name)
+    tracker.log_text(parent_run_id, _as_csv(rows), "leaderboard.csv")
+    tracker.log_text(parent_run_id, _as_markdown(rows), "leaderboard.md")
+    tracker.log_figure(
+        parent_run_id,
+        lambda: plots.search_figure(
+            [row for row in rows if row["status"] == "COMPLETED"], objective=OBJECTIVE.name
+        ),
+        "plots/search.png",
+    )
+    best_score = best.score
+    tracker.log_metrics(parent_run_id, {f"best_{OBJECTIVE.name}": best_score})
+    tracker.set_tags(
+        parent_run_id, {"best_trial_id": best.trial_id, "best_run_id": best_run.info.run_id}
+    )
+
+    hyperparameters = dict(best.hyperparameters.values)
+    metadata = {
+        "class_names": list(dataset.class_names),
+        "input_shape": list(dataset.input_shape),
+        "value_range": list(dataset.value_range),
+        "dataset": dataset.name,
+        "hyperparameters": hyperparameters,
+    }
+    info = tracker.log_inference_model(best_run.info.run_id, inference, metadata=metadata)
+    version_tags = {
+        "dataset": dataset.name,
+        "dataset_digest": dataset.digest,
+        "label_fraction": config.label_fraction,
+        "source_run_id": best_run.info.run_id,
+        "search_run_id": parent_run_id,
+        **{f"hp_{k}": v for k, v in hyperparameters.items()},
+        **champion.metrics,
+        **_versions(),
+    }
+    description = (
+        f"Contrastive classifier for {dataset.name} ({dataset.num_classes} classes, input "
+        f"{dataset.input_shape}, values {dataset.value_range[0]:g}-{dataset.value_range[1]:g}), "
+        f"label fraction {config.label_fraction}; best of search run {parent_run_id} "
+        f"(trial {best.trial_id}); test_accuracy {champion.metrics['test_accuracy']:.4f}."
+    )
+    version, promoted, reason = tracker.register(
+        info.model_uri, config.model_name, tags=version_tags, description=description,
+        metric="test_accuracy", promote=config.promote,
+    )
+    verb = "takes" if promoted else "does not take"
+    logger.info("Version %s %s the champion alias: %s", version.version, verb, reason)
+    tracker.set_tags(
+        parent_run_id,
+        {"model_version": version.version, "promoted": promoted, "promotion": reason},
+    )
+    return SearchResult(
+        tracking_uri=tracking_uri,
+        experiment=config.experiment,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent_run_id,
+        best_trial_id=best.trial_id,
+        best_run_id=best_run.info.run_id,
+        metrics=champion.metrics,
+        model_name=config.model_name,
+        model_version=str(version.version),
+        promoted=promoted,
+        promotion_reason=reason,
+        trials=rows,
+    )
+
+
+def _runs_by_trial(tracker, parent_run_id: str) -> dict:
+    """The latest run of each trial id (a trial rerun after a crash has two)."""
+    runs = {}
+    for run in tracker.child_runs(parent_run_id):
+        trial_id = run.data.tags.get("trial_id")
+        if trial_id is not None:
+            runs[trial_id] = run
+    return runs
+
+
+def _leaderboard(tuner, runs: dict, objective: str) -> list[dict]:
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        run = runs.get(trial.trial_id)
+        metrics = run.data.metrics if run else {}
+        rows.append({
+            "trial": trial.trial_id,
+            "status": str(trial.status),
+            "run_id": run.info.run_id if run else "",
+            objective: trial.score,
+            **{k: v for k, v in trial.hyperparameters.values.items()},
+            **{k: v for k, v in sorted(metrics.items()) if k.startswith("test_")},
+        })
+    rows.sort(key=lambda row: (row[objective] is None, -(row[objective] or 0.0)))
+    return rows
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return columns
+
+
+def _as_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_columns(rows))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _as_markdown(rows: list[dict]) -> str:
+    columns = _columns(rows)
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _versions() -> dict[str, str]:
+    """Package versions and the git commit: what is needed to repeat a run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("contrastive", "keras", "tensorflow", "keras-tuner", "mlflow"):
+        try:
+            found[f"version_{package.replace('-', '_')}"] = version(package)
+        except PackageNotFoundError:
+            found[f"version_{package.replace('-', '_')}"] = "not installed"
+    found["git_commit"] = _git_commit() or "unknown"
+    return found
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
+            text=True, timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

@@ -1,0 +1,405 @@
+"""Everything MLflow: the store, the search and trial runs, artifacts and the registry.
+
+One search is one parent run; each Keras Tuner trial is a child run nested under it (the
+``mlflow.parentRunId`` tag is set explicitly, so a trial run by another process still
+lands under the right parent). Per-epoch metrics come from MLflow's Keras autolog
+callback, adapted so that each metric has one name (`EpochMetricsLogger`). The best model
+is logged once, as the inference model, and registered with the ``champion`` alias.
+
+This module knows nothing of how the model trains: it takes params, metrics, figures and
+finished Keras models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from contrastive.paths import default_tracking_uri
+
+__all__ = [
+    "CHAMPION_ALIAS",
+    "TrackingError",
+    "EpochMetricsLogger",
+    "Tracker",
+    "check_tracking_uri",
+    "resolve_tracking_uri",
+]
+
+logger = logging.getLogger(__name__)
+
+CHAMPION_ALIAS = "champion"
+_PARENT_TAG = "mlflow.parentRunId"
+
+
+class TrackingError(ValueError):
+    """A tracking URI or store that cannot be used; the message says how to fix it."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri`` if given, else ``MLFLOW_TRACKING_URI``, else SQLite under ``mlruns/``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Checks that a tracking URI can be used, without writing anything to it.
+
+    SQLite: the database's folder must exist and be writable. HTTP(S): a tracking server
+    must answer on ``/health`` within a few seconds. Other MLflow schemes (PostgreSQL,
+    MySQL, Databricks, local folders) are passed to MLflow as they are.
+
+    Raises:
+        TrackingError: Naming the URI, what is wrong and what to pass instead.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if path is None or not str(path):
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: a SQLite URI names a file, e.g. "
+                f"'sqlite:////abs/path/mlflow.db' or 'sqlite:///relative/mlflow.db'."
+            )
+        folder = path.parent if path.parent != Path("") else Path.cwd()
+        if not folder.is_dir():
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: the folder {folder} does not exist. "
+                f"Create it first, or pass another --tracking-uri."
+            )
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: the folder {folder} is not writable."
+            )
+    elif parsed.scheme in ("http", "https"):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=5) as response:
+                ok = response.status == 200
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: no MLflow server answered at {health} "
+                f"({error}). Start one with `mlflow server --host 127.0.0.1 --port PORT "
+                f"--backend-store-uri sqlite:///mlflow.db`, or pass another --tracking-uri."
+            ) from None
+        if not ok:
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: {health} answered {response.status}."
+            )
+    elif parsed.scheme in ("", "file"):
+        folder = Path(parsed.path if parsed.scheme else uri)
+        if folder.exists() and not folder.is_dir():
+            raise TrackingError(
+                f"Unusable tracking URI {uri!r}: {folder} is a file, not a folder. Pass a "
+                f"folder or a 'sqlite:///...' URI."
+            )
+
+
+class EpochMetricsLogger(mlflow.keras.MlflowCallback):
+    """MLflow's Keras autolog callback, with one name per metric.
+
+    Autolog's callback logs the optimizer's config as params and, after each validation
+    pass, a ``validation_*`` twin of every ``val_*`` metric (without a step). Here the
+    hyperparameters are logged once by the tracker under their search-space names, and
+    the ``val_*`` metrics of each epoch are the only validation family, so the trial
+    runs line up in the MLflow UI. A ``prefix`` keeps a second training stage's metrics
+    apart from the first's.
+
+    Args:
+        prefix: Prepended to every metric name. Defaults to ``""``.
+    """
+
+    def __init__(self, prefix: str = ""):
+        super().__init__(log_every_epoch=True)
+        self.prefix = prefix
+
+    def on_train_begin(self, logs=None):
+        lines: list[str] = []
+        self.model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+        mlflow.log_text("\n".join(lines), f"{self.prefix}model_summary.txt")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs:
+            metrics = {f"{self.prefix}{k}": float(v) for k, v in logs.items()}
+            mlflow.log_metrics(metrics, step=epoch, synchronous=True)
+
+    def on_test_end(self, logs=None):
+        pass
+
+
+class Tracker:
+    """Opens runs in one experiment of one store and logs into them.
+
+    Args:
+        tracking_uri: A checked tracking URI (see `check_tracking_uri`).
+        experiment: The experiment's name; created on first use.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = self._experiment_id(experiment)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        artifact_location = None
+        if self.tracking_uri.startswith("sqlite:///"):
+            # A SQLite store keeps its artifacts beside the database, whatever the
+            # working directory (MLflow's own default is ./mlruns of the cwd).
+            database = Path(self.tracking_uri[len("sqlite:///"):]).resolve()
+            artifact_location = (database.parent / "artifacts").as_uri()
+        return self.client.create_experiment(name, artifact_location=artifact_location)
+
+    # Runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self, name: str, *, parent_run_id: str | None = None, tags: dict | None = None
+    ) -> str:
+        """Creates a run (nested under ``parent_run_id`` when given); returns its id."""
+        all_tags = {"mlflow.runName": name, **(tags or {})}
+        if parent_run_id:
+            all_tags[_PARENT_TAG] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    @contextlib.contextmanager
+    def active(self, run_id: str, *, end_status: str = "FINISHED") -> Iterator[str]:
+        """Makes ``run_id`` MLflow's active run in this process, for fluent logging.
+
+        Fluent logging (the epoch callback, ``mlflow.keras.log_model``) needs an active
+        run; every other call names its run explicitly, so at most one run is active at a
+        time. On success the run ends with ``end_status``; on an exception it is marked
+        FAILED (KILLED for Ctrl-C) and the exception propagates.
+        """
+        if mlflow.active_run() is not None:
+            raise RuntimeError(
+                f"Run {mlflow.active_run().info.run_id} is still active in this process; "
+                f"end it before activating run {run_id}."
+            )
+        mlflow.start_run(run_id=run_id)
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run(status=end_status)
+
+    def run_status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def child_runs(self, parent_run_id: str) -> list:
+        """Every run nested directly under ``parent_run_id``, oldest first."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{_PARENT_TAG}` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=10_000,
+        )
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            return False
+        return run.info.experiment_id == self.experiment_id
+
+    # Logging into a run -----------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        for key, value in params.items():
+            self.client.log_param(run_id, key, value)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        for key, value in metrics.items():
+            if value is not None and math.isfinite(float(value)):
+                self.client.log_metric(run_id, key, float(value), step=step)
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def log_json(self, run_id: str, data: Any, path: str) -> None:
+        self.client.log_text(run_id, json.dumps(data, indent=2, default=_jsonable), path)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_figure(self, run_id: str, make_figure, path: str) -> bool:
+        """Renders ``make_figure()`` to a PNG artifact; a failure is only a warning.
+
+        A picture must never fail a trial: errors are logged here and recorded on the
+        run as the tag ``plot_errors``.
+
+        Returns:
+            Whether the PNG was logged.
+        """
+        from contrastive.plots import save_png
+
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                file = save_png(make_figure(), Path(folder) / Path(path).name)
+                self.client.log_artifact(run_id, str(file), str(Path(path).parent or ""))
+            return True
+        except Exception as error:  # noqa: BLE001 - any plotting bug must not end a trial
+            logger.warning("Could not draw %s for run %s: %s", path, run_id, error)
+            previous = self.client.get_run(run_id).data.tags.get("plot_errors", "")
+            note = f"{path}: {type(error).__name__}: {error}"
+            self.client.set_tag(run_id, "plot_errors", f"{previous}\n{note}".strip()[:4000])
+            return False
+
+    def log_dataset(self, run_id: str, dataset) -> None:
+        """Logs the dataset as an MLflow dataset input, with its class counts per split."""
+        import numpy as np
+
+        summary = dataset.summary()
+        with warnings.catch_warnings():
+            # A source like "sklearn.datasets.load_digits" matches several of MLflow's
+            # source kinds; which one it picks changes nothing that is shown.
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow_dataset = mlflow.data.from_numpy(
+                np.zeros((0, *dataset.input_shape), "float32"),
+                source=dataset.source,
+                name=dataset.name,
+                digest=dataset.digest[:36],
+            )
+        self.client.log_inputs(
+            run_id,
+            datasets=[
+                mlflow.entities.DatasetInput(
+                    mlflow_dataset._to_mlflow_entity(),
+                    tags=[
+                        mlflow.entities.InputTag("mlflow.data.context", "train"),
+                        *(
+                            mlflow.entities.InputTag(f"class_counts_{split}", json.dumps(counts))
+                            for split, counts in dataset.class_counts().items()
+                        ),
+                    ],
+                )
+            ],
+        )
+        self.log_json(run_id, summary, "dataset/summary.json")
+
+    # Models and the registry ------------------------------------------------------------
+
+    def log_inference_model(
+        self, run_id: str, model, *, metadata: dict[str, Any], name: str = "model"
+    ):
+        """Logs a Keras inference model with an explicit signature and requirements.
+
+        The signature is a float32 tensor of shape ``(-1, *input_shape)`` in and
+        probabilities ``(-1, num_classes)`` out. Requirements are pinned explicitly
+        (MLflow's inference finds keras but not tensorflow).
+
+        Returns:
+            The `mlflow.models.model.ModelInfo`.
+        """
+        import keras
+        import numpy as np
+        import tensorflow as tf
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import Schema, TensorSpec
+
+        input_shape = tuple(model.input_shape[1:])
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype("float32"), (-1, *input_shape), "images")]),
+            outputs=Schema(
+                [TensorSpec(np.dtype("float32"), (-1, model.output_shape[-1]), "probabilities")]
+            ),
+        )
+        requirements = [
+            f"keras=={keras.__version__}",
+            f"tensorflow=={tf.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ]
+        with self.active(run_id):
+            return mlflow.keras.log_model(
+                model,
+                name=name,
+                signature=signature,
+                pip_requirements=requirements,
+                metadata=metadata,
+            )
+
+    def register(
+        self,
+        model_uri: str,
+        model_name: str,
+        *,
+        tags: dict[str, Any],
+        description: str,
+        metric: str,
+        promote: str = "better",
+    ) -> tuple[Any, bool, str]:
+        """Registers a model version and moves the champion alias by the promotion rule.
+
+        ``promote="better"`` moves the alias only when the new version's ``metric`` tag
+        beats the current champion's on the same dataset digest; ``"always"`` always
+        moves it; ``"never"`` never does.
+
+        Returns:
+            The new `ModelVersion`, whether it became champion, and why (one sentence).
+        """
+        version = mlflow.register_model(
+            model_uri, model_name, tags={k: str(v) for k, v in tags.items()}
+        )
+        self.client.update_model_version(model_name, version.version, description=description)
+        promoted, reason = self._should_promote(model_name, tags, metric, promote)
+        if promoted:
+            self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
+        return version, promoted, reason
+
+    def _should_promote(self, model_name, tags, metric, promote) -> tuple[bool, str]:
+        if promote == "always":
+            return True, "--promote always"
+        if promote == "never":
+            return False, "--promote never"
+        try:
+            current = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return True, "there was no champion yet"
+        if current.tags.get("dataset_digest") != str(tags.get("dataset_digest")):
+            return False, (
+                f"the champion (version {current.version}) was scored on another dataset "
+                f"({current.tags.get('dataset')}, digest "
+                f"{current.tags.get('dataset_digest', '?')[:12]}); use --promote always or "
+                f"another --model-name"
+            )
+        old = float(current.tags.get(metric, "-inf"))
+        new = float(tags[metric])
+        if new > old:
+            return True, (
+                f"{metric} {new:.4f} beats the champion's {old:.4f} "
+                f"(version {current.version})"
+            )
+        return False, (
+            f"{metric} {new:.4f} does not beat the champion's {old:.4f} "
+            f"(version {current.version})"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
