@@ -378,7 +378,13 @@ def per_class_report(
         output_dict=True,
         zero_division=0,
     )
-    return _to_json_ready(report)
+    report = _to_json_ready(report)
+
+    # scikit-learn reports support as a float; it is a sample count.
+    for entry in report.values():
+        if isinstance(entry, dict) and "support" in entry:
+            entry["support"] = int(round(entry["support"]))
+    return report
 
 
 def confusion(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:

@@ -843,13 +843,14 @@ def history_figure(history: Mapping[str, Sequence[float]]) -> Figure:
         A figure with one panel per family, at most three panels per row.
 
     Raises:
-        ValueError: If the history is not a mapping or holds no values at all.
+        TypeError: If the history is not a mapping.
+        ValueError: If the history holds no values at all.
     """
     inner = getattr(history, "history", None)
     if not isinstance(history, Mapping) and isinstance(inner, Mapping):
         history = inner
     if not isinstance(history, Mapping):
-        raise ValueError(
+        raise TypeError(
             "history must be a dict of metric name -> per-epoch values (Keras "
             f"History.history), received {type(history).__name__}."
         )
@@ -977,13 +978,14 @@ def search_figure(
         A figure with one panel per present parameter.
 
     Raises:
-        ValueError: If there are no trials, a trial is not a mapping, or no trial
-            has both the objective and any of the parameters.
+        TypeError: If ``trials`` is not a list of mappings.
+        ValueError: If there are no trials, or no trial has both the objective
+            and any of the parameters.
     """
     if isinstance(params, str):
         params = (params,)
     if isinstance(trials, (Mapping, str)) or not isinstance(trials, Sequence):
-        raise ValueError(
+        raise TypeError(
             "trials must be a list of trial dicts, received "
             f"{type(trials).__name__}. Wrap a single trial in a list."
         )
@@ -991,7 +993,7 @@ def search_figure(
         raise ValueError("trials is empty; run at least one trial before plotting.")
     for position, trial in enumerate(trials):
         if not isinstance(trial, Mapping):
-            raise ValueError(
+            raise TypeError(
                 f"trials[{position}] must be a dict, received "
                 f"{type(trial).__name__}."
             )
@@ -1011,7 +1013,9 @@ def search_figure(
         if xs:
             panels.append((param, xs, ys))
         else:
-            logger.debug("No trial has both %s and %s; panel skipped.", objective, param)
+            logger.debug(
+                "No trial has both %s and %s; panel skipped.", objective, param
+            )
 
     if not panels:
         raise ValueError(
@@ -1100,7 +1104,9 @@ def _draw_search_panel(
     axes.legend(loc="best", fontsize="small")
 
 
-def save_png(figure: Figure, path: str | pathlib.Path, *, dpi: int = 100) -> pathlib.Path:
+def save_png(
+    figure: Figure, path: str | pathlib.Path, *, dpi: int = _DEFAULT_DPI
+) -> pathlib.Path:
     """Writes a figure to a PNG file through the Agg renderer.
 
     Parent folders are created. The figure is not closed and no pyplot state is
@@ -1116,11 +1122,11 @@ def save_png(figure: Figure, path: str | pathlib.Path, *, dpi: int = 100) -> pat
         The path written, as a :class:`pathlib.Path`.
 
     Raises:
-        ValueError: If ``figure`` is not a matplotlib Figure or ``dpi`` is not
-            positive.
+        TypeError: If ``figure`` is not a matplotlib Figure.
+        ValueError: If ``dpi`` is not a positive number.
     """
     if not isinstance(figure, Figure):
-        raise ValueError(
+        raise TypeError(
             "figure must be a matplotlib.figure.Figure, received "
             f"{type(figure).__name__}."
         )

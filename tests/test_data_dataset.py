@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from contrastive.data import Dataset, DataError, load_dataset
+from contrastive.data import DataError, Dataset, load_dataset
 from contrastive.data.dataset import compute_digest
 
 

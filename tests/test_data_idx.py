@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from contrastive.data import DataError, load_dataset
-from contrastive.data.idx import (FASHION_MNIST_CLASSES, IMAGES_MAGIC, LABELS_MAGIC,
-                                  read_idx)
+from contrastive.data.idx import (
+    FASHION_MNIST_CLASSES,
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    read_idx,
+)
 from contrastive.data.mnist_5k import find_mnist_5k, read_mnist_5k
 
 REPO = Path(__file__).resolve().parents[1]

@@ -52,7 +52,7 @@ def test_four_sets_share_no_sample(digits_pool):
 
 def test_label_fraction_is_applied_per_class(digits_pool):
     split = split_pool(digits_pool, **{**SETTINGS, "label_fraction": 0.25})
-    label_of = dict(zip(content_hashes(digits_pool.x), digits_pool.y))
+    label_of = dict(zip(content_hashes(digits_pool.x), digits_pool.y, strict=True))
     unlabelled_y = [label_of[h] for h in content_hashes(split.x_unlabeled)]
 
     labelled = np.bincount(split.y_labeled, minlength=10)

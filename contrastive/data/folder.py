@@ -15,8 +15,12 @@ import numpy as np
 from PIL import Image
 
 from contrastive.data.errors import DataError
-from contrastive.data.images import (GRAY_MODES, IMAGE_EXTENSIONS, decode_image,
-                                     open_image)
+from contrastive.data.images import (
+    GRAY_MODES,
+    IMAGE_EXTENSIONS,
+    decode_image,
+    open_image,
+)
 from contrastive.data.pool import SamplePool, SourceOptions
 
 __all__ = ["UNLABELED_DIR", "list_image_files", "load_folder_pool",

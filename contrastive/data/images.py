@@ -26,13 +26,14 @@ __all__ = [
     "rescale",
 ]
 
-# The formats keras.utils.image_dataset_from_directory accepts, by extension.
-IMAGE_EXTENSIONS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".bmp": "BMP",
-    ".gif": "GIF",
+# The extensions keras.utils.image_dataset_from_directory accepts, with the PIL
+# formats their content may have (cameras write multi-picture JPEGs, "MPO").
+IMAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    ".png": ("PNG",),
+    ".jpg": ("JPEG", "MPO"),
+    ".jpeg": ("JPEG", "MPO"),
+    ".bmp": ("BMP",),
+    ".gif": ("GIF",),
 }
 # PIL modes without color; an image folder of only these loads as grayscale.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
@@ -103,7 +104,9 @@ def open_image(path: str | os.PathLike, *, check_extension: bool = True) -> Imag
         raise DataError(f"image file {path} does not exist or is not a file.")
     if path.stat().st_size == 0:
         raise DataError(f"image file {path} is empty (0 bytes).")
-    # Decoding a truncated file must fail, not yield a half-grey image.
+    # Decoding a truncated file must fail, not yield a half-grey image, whatever
+    # the rest of the process set this PIL-wide switch to.
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as img:
@@ -114,11 +117,13 @@ def open_image(path: str | os.PathLike, *, check_extension: bool = True) -> Imag
         raise DataError(f"image file {path} is not a readable image.") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"image file {path} is damaged or truncated: {err}.") from err
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     expected = IMAGE_EXTENSIONS.get(path.suffix.lower())
-    if check_extension and expected is not None and fmt != expected:
+    if check_extension and expected is not None and fmt not in expected:
         raise DataError(
             f"image file {path} holds {fmt} data but its extension "
-            f"{path.suffix!r} says {expected}; rename it to the right extension."
+            f"{path.suffix!r} says {expected[0]}; rename it to the right extension."
         )
     return image
 

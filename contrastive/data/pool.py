@@ -7,7 +7,6 @@ split. Splitting, de-duplication and hashing then work the same for all of them.
 """
 
 import dataclasses
-import re
 
 import numpy as np
 
@@ -101,9 +100,7 @@ def is_numeric_names(names: tuple[str, ...]) -> bool:
     Returns:
         True if names == numeric_names(len(names)).
     """
-    return all(re.fullmatch(r"\d+", n) for n in names) and names == numeric_names(
-        len(names)
-    )
+    return tuple(names) == numeric_names(len(names))
 
 
 def _check_x(x: np.ndarray, what: str, where: str) -> None:

@@ -17,10 +17,18 @@ import numpy as np
 
 from contrastive.data.dataset import Dataset, compute_digest
 from contrastive.data.errors import DataError
-from contrastive.data.images import (check_color_mode, check_image_size,
-                                     convert_array, rescale)
-from contrastive.data.pool import (SamplePool, SourceOptions, check_pool,
-                                   is_numeric_names)
+from contrastive.data.images import (
+    check_color_mode,
+    check_image_size,
+    convert_array,
+    rescale,
+)
+from contrastive.data.pool import (
+    SamplePool,
+    SourceOptions,
+    check_pool,
+    is_numeric_names,
+)
 from contrastive.data.splits import check_fractions, split_pool
 
 __all__ = ["DATASET_NAMES", "PATH_FORMS", "load_dataset", "resolve_source"]
@@ -165,7 +173,8 @@ def _map_test_labels(test: SamplePool, y: np.ndarray, pool: SamplePool) -> np.nd
     )
 
 
-def _with_test_path(pool: SamplePool, test_path, strict: bool) -> SamplePool:
+def _with_test_path(pool: SamplePool, test_path, strict: bool
+                    ) -> tuple[SamplePool, str]:
     options = SourceOptions(image_size=tuple(pool.x.shape[1:3]),
                             color_mode=pool.color_mode, strict=strict)
     test = resolve_source(test_path, options, paths_only=True)

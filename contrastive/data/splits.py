@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import numbers
 
 import numpy as np
 
@@ -59,10 +60,10 @@ def check_fractions(label_fraction: float, val_fraction: float,
     for name, value, upper_ok in (("label_fraction", label_fraction, True),
                                   ("val_fraction", val_fraction, False),
                                   ("test_fraction", test_fraction, False)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise DataError(f"{name} must be a number; received {name}={value!r}.")
         inside = 0 < value <= 1 if upper_ok else 0 < value < 1
-        if not inside or math.isnan(value):
+        if not inside:
             interval = "(0, 1]" if upper_ok else "(0, 1)"
             raise DataError(
                 f"{name} must be in {interval}; received {name}={value}. "
@@ -151,7 +152,7 @@ def _check_class_sizes(y: np.ndarray, class_names: tuple[str, ...], needed: int,
 
 
 def _stratified(indices: np.ndarray, y: np.ndarray, size: float, seed: int,
-                what: str, where: str):
+                what: str, where: str, class_names: tuple[str, ...]):
     # Imported here: scikit-learn is slow to import and `--help` must stay fast.
     from sklearn.model_selection import train_test_split
 
@@ -159,10 +160,14 @@ def _stratified(indices: np.ndarray, y: np.ndarray, size: float, seed: int,
         return train_test_split(indices, test_size=size, stratify=y,
                                 random_state=seed, shuffle=True)
     except ValueError as err:
+        counts = np.bincount(y)
+        smallest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
         raise DataError(
             f"cannot carve a stratified {what} split of {size:.3g} from "
-            f"{len(indices)} samples of {where} ({len(set(y.tolist()))} classes): "
-            f"{err}. Raise the fraction or add samples."
+            f"{len(indices)} samples of {where} ({int((counts > 0).sum())} "
+            f"classes): {err}. For this fraction each class needs about "
+            f"{math.ceil(1 / size)} samples; the smallest, {class_names[smallest]!r}, "
+            f"has {int(counts[smallest])}. Add samples or raise the fraction."
         ) from err
 
 
@@ -223,13 +228,14 @@ def split_pool(pool: SamplePool, *, label_fraction: float, seed: int,
 
     if x_test is None:
         rest, test = _stratified(labelled, y[labelled], test_fraction, seed,
-                                 "test", where)
+                                 "test", where, pool.class_names)
         test = np.sort(test)
         x_test, y_test = x[test], y[test]
         val_share = val_fraction / (1 - test_fraction)
     else:
         rest, val_share = labelled, val_fraction
-    train, val = _stratified(rest, y[rest], val_share, seed, "validation", where)
+    train, val = _stratified(rest, y[rest], val_share, seed, "validation", where,
+                             pool.class_names)
     val = np.sort(val)
 
     missing = [pool.class_names[c] for c in range(pool.num_classes)
