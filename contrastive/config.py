@@ -53,6 +53,17 @@ class SearchConfig:
         labeled_batch_size: Labelled images per step. Defaults to 64.
         unlabeled_batch_size: Unlabelled images per step. Defaults to 192.
         verbose: Keras progress output: 0 silent, 1 bars, 2 a line an epoch. Defaults to 2.
+        image_size: ``(height, width)`` to resize images to; None keeps the source's.
+            Defaults to None.
+        color_mode: ``"grayscale"``, ``"rgb"`` or ``"rgba"``; None keeps the source's.
+            Defaults to None.
+        unlabeled_dir: A folder of extra unlabelled images. Defaults to None.
+        test_path: Data used as the whole test split (an IDX folder, ``.npz`` or image
+            folder), e.g. the official MNIST test set for ``mnist-5k``. Defaults to None.
+        strict: Refuse unreadable or misnamed image files instead of skipping them.
+            Defaults to False.
+        deterministic: Turn on TensorFlow's op determinism (slower; see the README).
+            Defaults to False.
     """
 
     dataset: str = "digits"
@@ -71,6 +82,12 @@ class SearchConfig:
     labeled_batch_size: int = 64
     unlabeled_batch_size: int = 192
     verbose: int = 2
+    image_size: tuple[int, int] | None = None
+    color_mode: str | None = None
+    unlabeled_dir: str | None = None
+    test_path: str | None = None
+    strict: bool = False
+    deterministic: bool = False
 
     def validate(self) -> "SearchConfig":
         """Checks every setting that needs no data; returns self.
@@ -111,6 +128,18 @@ class SearchConfig:
             )
         return self
 
+    def dataset_options(self) -> dict[str, object]:
+        """Keyword arguments of `contrastive.data.load_dataset` for this search."""
+        return {
+            "label_fraction": self.label_fraction,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "color_mode": self.color_mode,
+            "unlabeled_dir": self.unlabeled_dir,
+            "test_path": self.test_path,
+            "strict": self.strict,
+        }
+
     def fixed_params(self) -> dict[str, object]:
         """The settings logged as params on every run (the tuned ones come from hp)."""
         return {
@@ -122,4 +151,15 @@ class SearchConfig:
             "seed": self.seed,
             "labeled_batch_size": self.labeled_batch_size,
             "unlabeled_batch_size": self.unlabeled_batch_size,
+            "deterministic": self.deterministic,
+            **{
+                name: value
+                for name, value in (
+                    ("image_size", self.image_size),
+                    ("color_mode", self.color_mode),
+                    ("unlabeled_dir", self.unlabeled_dir),
+                    ("test_path", self.test_path),
+                )
+                if value is not None
+            },
         }

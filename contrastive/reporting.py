@@ -55,8 +55,8 @@ def evaluate_model(
     inference_model: keras.Model,
     x_test: np.ndarray,
     y_test: np.ndarray,
-    x_reference: np.ndarray,
-    y_reference: np.ndarray,
+    x_reference: np.ndarray | None,
+    y_reference: np.ndarray | None,
     *,
     class_names: tuple[str, ...],
     k: int = 5,
@@ -69,8 +69,10 @@ def evaluate_model(
         x_test: Test images in the dataset's value range.
         y_test: Their labels.
         x_reference: Labelled images the k-NN and linear probe learn from (the labelled
-            training set: what the classifier itself had).
-        y_reference: Their labels.
+            training set: what the classifier itself had). None leaves the two
+            embedding metrics out, for callers that have no such set
+            (`contrastive.assessment` then cross-validates them).
+        y_reference: Their labels, or None with ``x_reference``.
         class_names: Display names of the classes.
         k: Neighbours of the k-NN score. Defaults to 5.
         seed: Seeds the linear probe. Defaults to 0.
@@ -78,14 +80,16 @@ def evaluate_model(
     embedder = embedding_model(inference_model)
     predictions = _in_batches(inference_model, x_test).argmax(axis=1)
     test_embeddings = _in_batches(embedder, x_test)
-    reference_embeddings = _in_batches(embedder, x_reference)
 
     scores = evaluation.classification_metrics(y_test, predictions)
-    scores.update(
-        evaluation.embedding_metrics(
-            reference_embeddings, y_reference, test_embeddings, y_test, k=k, seed=seed
+    if x_reference is not None:
+        reference_embeddings = _in_batches(embedder, x_reference)
+        scores.update(
+            evaluation.embedding_metrics(
+                reference_embeddings, y_reference, test_embeddings, y_test, k=k,
+                seed=seed,
+            )
         )
-    )
     return Evaluation(
         metrics={f"test_{name}": float(value) for name, value in scores.items()},
         report=evaluation.per_class_report(y_test, predictions, list(class_names)),

@@ -87,9 +87,7 @@ def run_search(config: SearchConfig) -> SearchResult:
 
     from contrastive.data import load_dataset
 
-    dataset = load_dataset(
-        config.dataset, label_fraction=config.label_fraction, seed=config.seed
-    )
+    dataset = load_dataset(config.dataset, **config.dataset_options())
     logger.info(
         "Dataset %s: %d labelled, %d unlabelled, %d validation, %d test images of %s",
         dataset.name, len(dataset.y_labeled), len(dataset.x_unlabeled), len(dataset.y_val),
@@ -97,6 +95,13 @@ def run_search(config: SearchConfig) -> SearchResult:
     )
 
     # TensorFlow is imported only now that the input is known to be good.
+    if config.deterministic:
+        import tensorflow as tf
+
+        # Same seed, same numbers, at the price of slower kernels (measured in
+        # benchmarks/); without it, float reductions may differ in the last digits.
+        tf.config.experimental.enable_op_determinism()
+
     from contrastive.hypermodel import ContrastiveHyperModel, TrainingSettings
     from contrastive.tracking import Tracker
     from contrastive.tuning import make_tuner
@@ -105,7 +110,8 @@ def run_search(config: SearchConfig) -> SearchResult:
     tuner_dir = Path(config.tuner_dir) if config.tuner_dir else default_tuner_dir()
     project = config.experiment
     state_file = tuner_dir / project / _STATE_FILE
-    parent_run_id = _parent_run(tracker, config, state_file, dataset, space)
+    run_tags = _run_tags(config, dataset, space)
+    parent_run_id = _parent_run(tracker, config, state_file, run_tags, space, dataset)
 
     hypermodel = ContrastiveHyperModel(
         space,
@@ -121,6 +127,8 @@ def run_search(config: SearchConfig) -> SearchResult:
         tracker=tracker,
         parent_run_id=parent_run_id,
         fixed_params=config.fixed_params(),
+        run_tags=run_tags,
+        search_space_text=space.text,
         max_trials=config.max_trials,
         epochs=config.epochs,
         seed=config.seed,
@@ -149,7 +157,24 @@ def run_search(config: SearchConfig) -> SearchResult:
     return result
 
 
-def _parent_run(tracker, config: SearchConfig, state_file: Path, dataset, space) -> str:
+def _run_tags(config: SearchConfig, dataset, space) -> dict[str, str]:
+    """Tags of the search run and of every trial run: what is needed to repeat them."""
+    tags = {
+        "dataset": dataset.name,
+        "dataset_source": dataset.source,
+        "dataset_digest": dataset.digest,
+        "tuner": config.tuner,
+        "search_space": str(space.path),
+        "search_space_digest": space.digest,
+        "seed": config.seed,
+        "label_fraction": config.label_fraction,
+        "deterministic": config.deterministic,
+        **_versions(),
+    }
+    return {key: str(value) for key, value in tags.items()}
+
+
+def _parent_run(tracker, config: SearchConfig, state_file: Path, tags, space, dataset) -> str:
     """Reopens the parent run of the search in ``state_file``, or creates a new one."""
     if state_file.is_file() and not config.overwrite:
         previous = json.loads(state_file.read_text()).get("parent_run_id")
@@ -161,17 +186,7 @@ def _parent_run(tracker, config: SearchConfig, state_file: Path, dataset, space)
             return previous
 
     name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
-    tags = {
-        "dataset": dataset.name,
-        "dataset_digest": dataset.digest,
-        "tuner": config.tuner,
-        "search_space": str(space.path),
-        "search_space_digest": space.digest,
-        "seed": config.seed,
-        "label_fraction": config.label_fraction,
-        **_versions(),
-    }
-    run_id = tracker.create_run(name, tags={k: str(v) for k, v in tags.items()})
+    run_id = tracker.create_run(name, tags=tags)
     tracker.log_params(run_id, {**config.fixed_params(), "max_trials": config.max_trials})
     tracker.log_text(run_id, space.text, f"search_space/{space.path.name}")
     tracker.log_dataset(run_id, dataset)

@@ -4,7 +4,12 @@ One search is one parent run; each Keras Tuner trial is a child run nested under
 ``mlflow.parentRunId`` tag is set explicitly, so a trial run by another process still
 lands under the right parent). Per-epoch metrics come from MLflow's Keras autolog
 callback, adapted so that each metric has one name (`EpochMetricsLogger`). The best model
-is logged once, as the inference model, and registered with the ``champion`` alias.
+is logged once, as the inference model, and registered; the ``champion`` alias moves to
+it only by the promotion rule (`Tracker.register`).
+
+Launched by a wrapper that sets ``MLFLOW_RUN_ID`` (as ``mlflow run`` does), the wrapper's
+run is never written to: it is read once (`Tracker.launcher_run_id`) so that the search
+run can be nested under it, and every run here is started by its explicit id.
 
 This module knows nothing of how the model trains: it takes params, metrics, figures and
 finished Keras models.
@@ -28,6 +33,7 @@ from urllib.parse import urlparse
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from contrastive.config import PROMOTE_CHOICES
 from contrastive.paths import default_tracking_uri
 
 __all__ = [
@@ -144,6 +150,13 @@ class Tracker:
     Args:
         tracking_uri: A checked tracking URI (see `check_tracking_uri`).
         experiment: The experiment's name; created on first use.
+
+    Attributes:
+        launcher_run_id: The run named by ``MLFLOW_RUN_ID`` when a wrapper (``mlflow
+            run``, a scheduler) launched this process, else None. It is only read.
+
+    Raises:
+        TrackingError: When ``MLFLOW_RUN_ID`` names a run that is not in this store.
     """
 
     def __init__(self, tracking_uri: str, experiment: str):
@@ -153,6 +166,31 @@ class Tracker:
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = self._experiment_id(experiment)
         mlflow.set_experiment(experiment_id=self.experiment_id)
+        self.launcher_run_id = self._launcher_run()
+
+    def _launcher_run(self) -> str | None:
+        """Checks the run named by ``MLFLOW_RUN_ID``, if any; returns its id."""
+        run_id = os.environ.get("MLFLOW_RUN_ID", "").strip()
+        if not run_id:
+            return None
+
+        try:
+            run = self.client.get_run(run_id)
+        except mlflow.exceptions.MlflowException:
+            raise TrackingError(
+                f"MLFLOW_RUN_ID={run_id!r} names no run in the store {self.tracking_uri}. "
+                f"Unset MLFLOW_RUN_ID, or pass the wrapper's store as --tracking-uri."
+            ) from None
+
+        if run.info.experiment_id != self.experiment_id:
+            # The tag still links the runs; the UI only draws nesting inside one
+            # experiment.
+            logger.warning(
+                "The launching run %s is in experiment %s, not %r: the search run is "
+                "tagged as its child but is not drawn nested in the MLflow UI",
+                run_id, run.info.experiment_id, self.experiment_name,
+            )
+        return run_id
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -192,6 +230,7 @@ class Tracker:
                 f"Run {mlflow.active_run().info.run_id} is still active in this process; "
                 f"end it before activating run {run_id}."
             )
+        # An explicit id wins over MLFLOW_RUN_ID, so a wrapper's run is never resumed.
         mlflow.start_run(run_id=run_id)
         try:
             yield run_id
@@ -354,13 +393,49 @@ class Tracker:
     ) -> tuple[Any, bool, str]:
         """Registers a model version and moves the champion alias by the promotion rule.
 
-        ``promote="better"`` moves the alias only when the new version's ``metric`` tag
-        beats the current champion's on the same dataset digest; ``"always"`` always
-        moves it; ``"never"`` never does.
+        The rule, ``promote``:
+
+        - ``"better"``: the alias moves only when the new version's ``metric`` tag is
+          higher than the current champion's and both were scored on the same dataset
+          (equal ``dataset_digest`` tags); a tie keeps the champion. With no champion
+          yet, the new version takes the alias.
+        - ``"always"``: the alias always moves to the new version.
+        - ``"never"``: the alias never moves.
+
+        The new version is registered whatever the rule decides. Besides ``tags`` and
+        ``description`` it gets the tags ``promoted`` (``True``/``False``) and
+        ``promotion`` (the reason).
+
+        Args:
+            model_uri: A logged model, e.g. ``ModelInfo.model_uri``.
+            model_name: The registered model; created on first use.
+            tags: Version tags (dataset, digest, hyperparameters, test metrics, source
+                run, versions). For ``"better"`` they must hold ``dataset_digest`` and
+                a finite ``metric``.
+            description: The version's description.
+            metric: The tag compared by ``"better"``; higher is better.
+            promote: ``"better"``, ``"always"`` or ``"never"``. Defaults to
+                ``"better"``.
 
         Returns:
             The new `ModelVersion`, whether it became champion, and why (one sentence).
+
+        Raises:
+            ValueError: For an unknown ``promote``, or for ``"better"`` without a finite
+                ``metric`` in ``tags``; nothing is registered then.
         """
+        if promote not in PROMOTE_CHOICES:
+            raise ValueError(
+                f"promote must be one of {', '.join(PROMOTE_CHOICES)}; received "
+                f"promote={promote!r}."
+            )
+        if promote == "better" and _as_float(tags.get(metric)) is None:
+            raise ValueError(
+                f"promote='better' compares the version tag {metric!r}, which must be a "
+                f"finite number; received {metric}={tags.get(metric)!r}. Pass the metric "
+                f"in tags, or promote='always' or 'never'."
+            )
+
         version = mlflow.register_model(
             model_uri, model_name, tags={k: str(v) for k, v in tags.items()}
         )
@@ -368,6 +443,10 @@ class Tracker:
         promoted, reason = self._should_promote(model_name, tags, metric, promote)
         if promoted:
             self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
+        self.client.set_model_version_tag(
+            model_name, version.version, "promoted", str(promoted)
+        )
+        self.client.set_model_version_tag(model_name, version.version, "promotion", reason)
         return version, promoted, reason
 
     def _should_promote(self, model_name, tags, metric, promote) -> tuple[bool, str]:
@@ -375,10 +454,12 @@ class Tracker:
             return True, "--promote always"
         if promote == "never":
             return False, "--promote never"
+
         try:
             current = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
         except mlflow.exceptions.MlflowException:
             return True, "there was no champion yet"
+
         if current.tags.get("dataset_digest") != str(tags.get("dataset_digest")):
             return False, (
                 f"the champion (version {current.version}) was scored on another dataset "
@@ -386,8 +467,14 @@ class Tracker:
                 f"{current.tags.get('dataset_digest', '?')[:12]}); use --promote always or "
                 f"another --model-name"
             )
-        old = float(current.tags.get(metric, "-inf"))
-        new = float(tags[metric])
+        old = _as_float(current.tags.get(metric))
+        if old is None:
+            # Nothing to compare with: keeping the champion is the safe choice.
+            return False, (
+                f"the champion (version {current.version}) has no {metric} tag to compare "
+                f"with; use --promote always to replace it"
+            )
+        new = _as_float(tags[metric])
         if new > old:
             return True, (
                 f"{metric} {new:.4f} beats the champion's {old:.4f} "
@@ -397,6 +484,15 @@ class Tracker:
             f"{metric} {new:.4f} does not beat the champion's {old:.4f} "
             f"(version {current.version})"
         )
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is missing or not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -70,14 +70,16 @@ class DivergenceGuard(keras.callbacks.Callback):
 class TrackedTrials:
     """Mixed into a Keras Tuner tuner: runs each trial inside its own MLflow run.
 
-    Set ``tracker``, ``parent_run_id``, ``search_seed`` and ``fixed_params`` after
-    construction (`make_tuner` does).
+    Set ``tracker``, ``parent_run_id``, ``search_seed``, ``fixed_params``,
+    ``run_tags`` and ``search_space_text`` after construction (`make_tuner` does).
     """
 
     tracker: Tracker
     parent_run_id: str
     search_seed: int = 0
     fixed_params: dict = {}
+    run_tags: dict = {}
+    search_space_text: str = ""
 
     def run_trial(self, trial, dataset, **fit_kwargs):
         seed = trial_seed(self.search_seed, trial.trial_id)
@@ -86,6 +88,10 @@ class TrackedTrials:
 
         run_id = self._trial_run(trial)
         self.tracker.log_params(run_id, {**self.fixed_params, "trial_seed": seed})
+        # What is needed to repeat this trial alone (scripts/tune.py --repeat-run).
+        self.tracker.set_tags(run_id, self.run_tags)
+        if self.search_space_text:
+            self.tracker.log_text(run_id, self.search_space_text, "search_space.toml")
         callbacks = [*fit_kwargs.pop("callbacks", []), EpochMetricsLogger(), DivergenceGuard()]
         try:
             with self.tracker.active(run_id):
@@ -174,6 +180,8 @@ def make_tuner(
     tracker: Tracker,
     parent_run_id: str,
     fixed_params: dict,
+    run_tags: dict | None = None,
+    search_space_text: str = "",
     max_trials: int,
     epochs: int,
     seed: int,
@@ -190,6 +198,10 @@ def make_tuner(
         tracker: Where trial runs are created.
         parent_run_id: The search's run; every trial run is nested under it.
         fixed_params: Settings logged as params on every trial run.
+        run_tags: Tags set on every trial run (dataset and search-space digests,
+            versions, git commit). Defaults to None.
+        search_space_text: The search-space file, logged on every trial run. Defaults
+            to ``""`` (not logged).
         max_trials: Trials for random and Bayesian search. Hyperband runs its own
             schedule over ``epochs`` (``max_epochs``) and ignores this.
         epochs: Epochs per trial (Hyperband: the largest budget).
@@ -202,7 +214,9 @@ def make_tuner(
     common = dict(
         hypermodel=hypermodel,
         objective=OBJECTIVE,
-        seed=seed,
+        # Keras Tuner replaces a falsy seed (0, the default search seed) with a random
+        # one, so the oracle gets a seed derived from the search seed, never 0.
+        seed=trial_seed(seed, "oracle") or 1,
         directory=directory,
         project_name=project_name,
         overwrite=overwrite,
@@ -219,4 +233,6 @@ def make_tuner(
     tuner.parent_run_id = parent_run_id
     tuner.search_seed = seed
     tuner.fixed_params = fixed_params
+    tuner.run_tags = dict(run_tags or {})
+    tuner.search_space_text = search_space_text
     return tuner

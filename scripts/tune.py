@@ -20,7 +20,7 @@ from contrastive.config import PROMOTE_CHOICES, TUNERS, SearchConfig  # noqa: E4
 _DEFAULTS = SearchConfig()
 
 
-def parse_args(argv: list[str] | None = None) -> SearchConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -56,13 +56,44 @@ def parse_args(argv: list[str] | None = None) -> SearchConfig:
         help="(default: %(default)s)")
     add("--verbose", type=int, choices=(0, 1, 2), default=_DEFAULTS.verbose,
         help="Keras progress: 0 silent, 1 bars, 2 a line an epoch (default: %(default)s)")
+    add("--deterministic", action="store_true",
+        help="TensorFlow op determinism: the same seed gives the same numbers (slower)")
+    add("--repeat-run", default=None, metavar="RUN_ID",
+        help="retrain and rescore the trial recorded in this run, logged as a new run; "
+             "the other options are then read from the run (except --tracking-uri)")
+
+    data = parser.add_argument_group("datasets given as paths")
+    data.add_argument("--image-size", type=_image_size, default=None, metavar="HxW",
+                      help="resize images, e.g. 32x32 (default: the first image's size)")
+    data.add_argument("--color-mode", choices=("grayscale", "rgb", "rgba"), default=None,
+                      help="channels of folder images (default: rgb unless all are gray)")
+    data.add_argument("--unlabeled-dir", default=None,
+                      help="a folder of extra unlabelled images")
+    data.add_argument("--test-path", default=None,
+                      help="data used as the whole test split (IDX folder, .npz, folder)")
+    data.add_argument("--strict", action="store_true",
+                      help="refuse unreadable or misnamed image files instead of skipping")
     args = parser.parse_args(argv)
-    return SearchConfig(**{k: v for k, v in vars(args).items()})
+    options = vars(args)
+    repeat_run = options.pop("repeat_run")
+    return SearchConfig(**options), repeat_run
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH such as 32x32; received {text!r}"
+        ) from None
+    return height, width
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config, repeat_run = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if repeat_run:
+        return _repeat(repeat_run, config)
 
     from contrastive.config import ConfigError
 
@@ -90,6 +121,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Load it:  mlflow.pyfunc.load_model('models:/{result.model_name}@champion')\n"
         f"Look:     mlflow ui --backend-store-uri {result.tracking_uri}"
     )
+    return 0
+
+
+def _repeat(run_id: str, config: SearchConfig) -> int:
+    from contrastive.repeat import repeat_trial
+
+    try:
+        result = repeat_trial(run_id, config.tracking_uri, verbose=config.verbose)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Repeated run {result.run_id} as run {result.repeated_run_id}:")
+    for name, value in result.metrics.items():
+        recorded = result.recorded_metrics.get(name)
+        shown = "missing" if recorded is None else f"{recorded:.6f}"
+        print(f"  {name}: {value:.6f} (recorded {shown})")
     return 0
 
 
