@@ -64,6 +64,8 @@ class SearchConfig:
             Defaults to False.
         deterministic: Turn on TensorFlow's op determinism (slower; see the README).
             Defaults to False.
+        baseline: After the search, train the champion's configuration with
+            cross-entropy alone and log the uplift. Defaults to True.
     """
 
     dataset: str = "digits"
@@ -88,6 +90,7 @@ class SearchConfig:
     test_path: str | None = None
     strict: bool = False
     deterministic: bool = False
+    baseline: bool = True
 
     def validate(self) -> "SearchConfig":
         """Checks every setting that needs no data; returns self.

@@ -21,8 +21,12 @@ from contrastive.augment import augmenter  # noqa: E402
 from contrastive.encoders import conv_encoder  # noqa: E402
 from contrastive.heads import classification_head, projection_head  # noqa: E402
 from contrastive.model import ContrastiveModel  # noqa: E402
-from contrastive.pipeline import evaluation_stream, training_stream  # noqa: E402
-from contrastive.search_space import SearchSpace  # noqa: E402
+from contrastive.pipeline import (  # noqa: E402
+    evaluation_stream,
+    steps_per_epoch,
+    training_stream,
+)
+from contrastive.search_space import HYPERPARAMETERS, SearchSpace  # noqa: E402
 
 __all__ = ["ContrastiveHyperModel", "TrainingSettings"]
 
@@ -94,23 +98,86 @@ class ContrastiveHyperModel(keras_tuner.HyperModel):
         model.build_from_shape(self.input_shape)
         return model
 
-    def fit(self, hp, model, dataset, *, epochs=1, callbacks=None, verbose=1, **kwargs):
-        """Trains ``model`` on a `contrastive.data.Dataset` and returns the History."""
-        stream, steps = training_stream(
-            dataset.x_labeled,
-            dataset.y_labeled,
-            dataset.x_unlabeled,
+    def fit(
+        self, hp, model, dataset, *, epochs=1, initial_epoch=0, callbacks=None,
+        verbose=1, **kwargs,
+    ):
+        """Trains ``model`` on a `contrastive.data.Dataset`; returns one History.
+
+        ``training_mode`` decides the stages. ``joint``: one stage on the weighted
+        objective. ``pretrain_probe`` and ``pretrain_finetune``: the first
+        ``pretrain_fraction`` of the epochs on the contrastive loss alone, then the
+        rest on cross-entropy alone, with the encoder frozen (probe) or trained at a
+        third of the learning rate (fine-tuning). Epochs are numbered on across the
+        stages, so each metric has one history and the best epoch may fall in either.
+        """
+        values = {**self._defaults(), **hp.values}
+        mode = values["training_mode"]
+        learning_rate = float(values["learning_rate"])
+        validation = evaluation_stream(dataset.x_val, dataset.y_val)
+
+        def run(first_epoch: int, last_epoch: int):
+            stream, steps = self._stream(dataset, model.loss_weight)
+            return model.fit(
+                stream,
+                steps_per_epoch=steps,
+                initial_epoch=first_epoch,
+                epochs=last_epoch,
+                validation_data=validation,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the stream shuffles itself, seeded
+                **kwargs,
+            )
+
+        if mode == "joint":
+            return run(initial_epoch, epochs)
+
+        switch = min(max(round(epochs * float(values["pretrain_fraction"])), 1), epochs - 1)
+        histories = []
+        if initial_epoch < switch:
+            model.start_stage(1.0, learning_rate=learning_rate)
+            histories.append(run(initial_epoch, switch))
+        finetune = mode == "pretrain_finetune"
+        model.start_stage(
+            0.0,
+            train_encoder=finetune,
+            learning_rate=learning_rate / 3 if finetune else learning_rate,
+        )
+        histories.append(run(max(initial_epoch, switch), epochs))
+        return _joined(histories)
+
+    def _stream(self, dataset, loss_weight: float):
+        """The training stream; without the unlabelled images when nothing uses them.
+
+        At ``w = 0`` no loss reads unlabelled images, and leaving them out also keeps
+        them out of batch-normalisation statistics. The epoch keeps its number of
+        steps, so a cross-entropy run gets as many optimiser steps as a contrastive one.
+        """
+        unlabeled = dataset.x_unlabeled if loss_weight > 0 else dataset.x_unlabeled[:0]
+        stream, _ = training_stream(
+            dataset.x_labeled, dataset.y_labeled, unlabeled,
             labeled_batch_size=self.settings.labeled_batch_size,
             unlabeled_batch_size=self.settings.unlabeled_batch_size,
             seed=self.seed,
         )
-        return model.fit(
-            stream,
-            steps_per_epoch=steps,
-            epochs=epochs,
-            validation_data=evaluation_stream(dataset.x_val, dataset.y_val),
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the stream shuffles itself, seeded
-            **kwargs,
+        steps = steps_per_epoch(
+            len(dataset.x_labeled), len(dataset.x_unlabeled),
+            self.settings.labeled_batch_size, self.settings.unlabeled_batch_size,
         )
+        return stream, steps
+
+    @staticmethod
+    def _defaults() -> dict:
+        return {name: allowed.default for name, allowed in HYPERPARAMETERS.items()}
+
+
+def _joined(histories: list) -> keras.callbacks.History:
+    """One History of consecutive stages, as Keras Tuner and the plots expect."""
+    joined = keras.callbacks.History()
+    joined.epoch = [epoch for history in histories for epoch in history.epoch]
+    joined.history = {}
+    for history in histories:
+        for name, values in history.history.items():
+            joined.history.setdefault(name, []).extend(values)
+    return joined

@@ -200,6 +200,31 @@ class ContrastiveModel(keras.Model):
         x = data[0] if isinstance(data, (tuple, list)) else data
         return ops.softmax(self(x, training=False), axis=-1)
 
+    def start_stage(
+        self, loss_weight: float, *, train_encoder: bool = True, learning_rate: float
+    ) -> None:
+        """Switches to another training stage: a new objective weight, a new optimizer.
+
+        Two-stage training pre-trains with ``loss_weight=1`` (contrastive only), then
+        trains with ``loss_weight=0``, the encoder frozen (a linear probe) or not
+        (fine-tuning). Recompiling makes the next ``fit`` trace the step anew.
+
+        Args:
+            loss_weight: ``w`` for the stage, in [0, 1].
+            train_encoder: Whether the encoder (and projection head) learn. Defaults to
+                True.
+            learning_rate: Adam's learning rate for the stage.
+        """
+        if not 0.0 <= loss_weight <= 1.0:
+            raise ValueError(
+                f"loss_weight must be in [0, 1]; received loss_weight={loss_weight}."
+            )
+        self.loss_weight = float(loss_weight)
+        self.encoder.trainable = train_encoder
+        self.projector.trainable = train_encoder
+        self.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        self.optimizer.build(self.trainable_variables)
+
     def build_from_shape(self, input_shape: tuple[int, int, int]) -> None:
         """Creates every variable, so that weights can be saved before the first step."""
         images = ops.zeros((2, *input_shape))

@@ -19,7 +19,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["training_stream", "evaluation_stream"]
+__all__ = ["training_stream", "evaluation_stream", "steps_per_epoch"]
 
 
 def training_stream(
@@ -65,17 +65,26 @@ def training_stream(
     if n_unlabeled == 0:
         empty = np.zeros((0, *x_labeled.shape[1:]), "float32")
         stream = labeled.map(lambda x, y: (x, y, tf.constant(empty)))
-        steps = math.ceil(n_labeled / labeled_batch)
     else:
         unlabeled_batch = min(unlabeled_batch_size, n_unlabeled)
         unlabeled = _endless(x_unlabeled.astype("float32"), unlabeled_batch, seed + 1)
         stream = tf.data.Dataset.zip(labeled, unlabeled).map(
             lambda pair, x_u: (pair[0], pair[1], x_u)
         )
-        steps = max(
-            math.ceil(n_unlabeled / unlabeled_batch), math.ceil(n_labeled / labeled_batch)
-        )
+    steps = steps_per_epoch(
+        n_labeled, n_unlabeled, labeled_batch_size, unlabeled_batch_size
+    )
     return stream.prefetch(tf.data.AUTOTUNE), steps
+
+
+def steps_per_epoch(
+    n_labeled: int, n_unlabeled: int, labeled_batch_size: int, unlabeled_batch_size: int
+) -> int:
+    """Steps in one pass over the larger pool, batch sizes capped at the pool sizes."""
+    steps = math.ceil(n_labeled / min(labeled_batch_size, n_labeled))
+    if n_unlabeled:
+        steps = max(steps, math.ceil(n_unlabeled / min(unlabeled_batch_size, n_unlabeled)))
+    return steps
 
 
 def evaluation_stream(x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tf.data.Dataset:

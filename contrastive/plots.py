@@ -26,7 +26,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
@@ -1087,6 +1087,12 @@ def _draw_search_panel(
     if numeric and param in LOG_SCALE_PARAMS:
         if np.all(positions > 0):
             axes.set_xscale("log")
+            if positions.max() < 10 * positions.min():
+                # Within one decade every label is a minor tick, which the log
+                # formatter writes as overlapping "2.2x10^-1"; plain numbers fit.
+                plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+                axes.xaxis.set_major_formatter(plain)
+                axes.xaxis.set_minor_formatter(plain)
         else:
             logger.warning(
                 "%s has non-positive values; drawing it on a linear axis.", param
@@ -1097,6 +1103,8 @@ def _draw_search_panel(
         if len(unique) <= 8 and np.all(unique == np.round(unique)):
             axes.set_xticks(unique, labels=[f"{int(value):d}" for value in unique])
 
+    # The best trial's large star must not be cut by the frame.
+    axes.margins(0.12)
     axes.set_title(f"{objective} vs {param} ({len(xs)} trials)")
     axes.set_xlabel(param)
     axes.set_ylabel(objective)

@@ -21,8 +21,6 @@ import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-
 __all__ = ["RepeatResult", "repeat_trial"]
 
 logger = logging.getLogger(__name__)
@@ -59,10 +57,9 @@ def repeat_trial(
     from contrastive.config import SearchConfig
     from contrastive.data import load_dataset
     from contrastive.hypermodel import ContrastiveHyperModel, TrainingSettings
-    from contrastive.reporting import evaluate_model, log_evaluation
     from contrastive.search_space import load_search_space
-    from contrastive.tracking import EpochMetricsLogger, Tracker, resolve_tracking_uri
-    from contrastive.tuning import OBJECTIVE, DivergenceGuard
+    from contrastive.standalone import train_standalone
+    from contrastive.tracking import Tracker, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(uri)
@@ -112,48 +109,14 @@ def repeat_trial(
               "repeat_of": run_id},
     )
     tracker.log_params(new_run, params)
-    best = _BestEpoch(OBJECTIVE.name)
-    with tracker.active(new_run):
-        # The same order of seeding and clearing as Keras Tuner's trial.
-        keras.utils.set_random_seed(seed)
-        keras.backend.clear_session()
-        model = hypermodel.build(hp)
-        history = hypermodel.fit(
-            hp, model, dataset, epochs=config.epochs, verbose=verbose,
-            callbacks=[EpochMetricsLogger(), DivergenceGuard(), best],
-        )
-        model.set_weights(best.weights)
-        result = evaluate_model(
-            model.inference_model(), dataset.x_test, dataset.y_test, dataset.x_labeled,
-            dataset.y_labeled, class_names=dataset.class_names, seed=config.seed,
-        )
-        log_evaluation(
-            tracker, new_run, result, y_test=dataset.y_test,
-            class_names=dataset.class_names, history=history.history, seed=config.seed,
-        )
+    result, _ = train_standalone(
+        hypermodel, hp, dataset, seed=seed, epochs=config.epochs, tracker=tracker,
+        run_id=new_run, evaluation_seed=config.seed, verbose=verbose,
+    )
     recorded = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
     for name, value in result.metrics.items():
         logger.info("%s: %.6f repeated, %s recorded", name, value, recorded.get(name))
     return RepeatResult(run_id, new_run, result.metrics, recorded)
-
-
-class _BestEpoch(keras.callbacks.Callback):
-    """Keeps, in memory, the weights of the first epoch with the best objective.
-
-    The same choice as Keras Tuner's checkpoint of a trial's best epoch.
-    """
-
-    def __init__(self, objective: str):
-        super().__init__()
-        self.objective = objective
-        self.best = float("-inf")
-        self.weights = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.objective)
-        if value is not None and value > self.best:
-            self.best = value
-            self.weights = self.model.get_weights()
 
 
 def _typed(spec, text: str):

@@ -46,8 +46,10 @@ class Evaluation:
 
 def embedding_model(inference_model: keras.Model) -> keras.Model:
     """The part of an inference model from raw images to embeddings."""
+    # `.input` (one tensor), not `.inputs` (a list): a model built on a list warns on
+    # every call with a plain array that the input structures differ.
     return keras.Model(
-        inference_model.inputs, inference_model.get_layer("embedding").output
+        inference_model.input, inference_model.get_layer("embedding").output
     )
 
 

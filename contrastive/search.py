@@ -10,6 +10,12 @@ The flow runs one way:
 4. pick the best completed trial from the oracle, score it again as the champion, log the
    leaderboard, and register its inference model, moving the ``champion`` alias only by
    the promotion rule.
+
+Rerunning with the same tuner folder resumes the search under the same parent run (its
+id is kept in ``<tuner_dir>/<experiment>/mlflow_search.json``): finished trials are kept,
+the trial a killed process left unfinished is rerun under its trial id in a new run
+(the old one is closed as KILLED), and numbering continues. ``overwrite`` starts afresh.
+However a search ends, no run of it is left RUNNING.
 """
 
 from __future__ import annotations
@@ -24,14 +30,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from contrastive.config import SearchConfig
+from contrastive.config import ConfigError, SearchConfig
 from contrastive.paths import default_tuner_dir, project_root
 
-__all__ = ["SearchResult", "run_search"]
+__all__ = ["SearchFailedError", "SearchResult", "run_search"]
 
 logger = logging.getLogger(__name__)
 
 _STATE_FILE = "mlflow_search.json"
+
+
+class SearchFailedError(RuntimeError):
+    """A search that ended without a model: every trial failed, or too many in a row.
+
+    The search run and its trial runs are closed (FAILED) before this is raised; the
+    message names the last failure and where the tracebacks are.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +88,9 @@ def run_search(config: SearchConfig) -> SearchResult:
         contrastive.config.ConfigError, contrastive.search_space.SearchSpaceError,
         contrastive.data.DataError, contrastive.tracking.TrackingError: For bad input,
             before any training and before anything is written to the store.
-        RuntimeError: When no trial completed.
+        ConfigError: Also when the tuner folder holds a search that cannot be resumed
+            with these settings or this store (before any training).
+        SearchFailedError: When no trial completed, or too many failed in a row.
     """
     config.validate()
 
@@ -142,17 +158,24 @@ def run_search(config: SearchConfig) -> SearchResult:
     started = time.monotonic()
     try:
         tuner.search(dataset, epochs=config.epochs, verbose=config.verbose)
+        logger.info("Search took %.0f s", time.monotonic() - started)
+        result = _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri)
     except KeyboardInterrupt:
         _close_open_trials(tracker, parent_run_id)
         tracker.set_terminated(parent_run_id, "KILLED")
         raise
-    except Exception:
+    except Exception as error:
+        # Whatever stopped the search, no run of it is left RUNNING.
         _close_open_trials(tracker, parent_run_id)
         tracker.set_terminated(parent_run_id, "FAILED")
+        if str(error).startswith("Number of consecutive failures"):
+            # Keras Tuner's own message ends with a whole traceback; the traceback is
+            # already an artifact of the failed trial's run.
+            raise SearchFailedError(
+                f"The search stopped: {tuner.oracle.max_consecutive_failed_trials} "
+                f"trials failed in a row. {_failures(tracker, parent_run_id)}"
+            ) from error
         raise
-    logger.info("Search took %.0f s", time.monotonic() - started)
-
-    result = _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri)
     tracker.set_terminated(parent_run_id, "FINISHED")
     return result
 
@@ -175,22 +198,69 @@ def _run_tags(config: SearchConfig, dataset, space) -> dict[str, str]:
 
 
 def _parent_run(tracker, config: SearchConfig, state_file: Path, tags, space, dataset) -> str:
-    """Reopens the parent run of the search in ``state_file``, or creates a new one."""
-    if state_file.is_file() and not config.overwrite:
+    """Reopens the parent run of the search in ``state_file``, or creates a new one.
+
+    Resuming needs the same store, dataset, search space, tuner and seed as the search
+    that the tuner folder holds; anything else is refused before any training. With
+    ``--overwrite`` a new run starts, and the old one, if a killed process left it
+    RUNNING, is closed as KILLED. Under a wrapper's ``MLFLOW_RUN_ID`` a new search run
+    is nested under the wrapper's run.
+
+    Raises:
+        ConfigError: When the tuner folder holds a search that cannot be resumed here.
+    """
+    previous = None
+    if state_file.is_file():
         previous = json.loads(state_file.read_text()).get("parent_run_id")
-        if previous and tracker.run_exists(previous):
+    known = bool(previous) and tracker.run_exists(previous)
+
+    if not config.overwrite:
+        if known:
+            _check_resumable(tracker, previous, tags, state_file.parent)
             logger.info("Resuming the search recorded in run %s", previous)
             # Trials that a killed process left RUNNING can never finish now.
             _close_open_trials(tracker, previous)
             tracker.client.update_run(previous, status="RUNNING")
             return previous
+        if (state_file.parent / "oracle.json").is_file():
+            # Keras Tuner would resume trials whose runs are not in this store.
+            raise ConfigError(
+                f"The tuner folder {state_file.parent} holds a search whose run "
+                f"{previous or '(unknown)'} is not in experiment {config.experiment!r} of "
+                f"{tracker.tracking_uri}. Pass the store it was recorded in as "
+                f"--tracking-uri to resume it, --overwrite to start afresh, or another "
+                f"--tuner-dir."
+            )
+    elif known and tracker.run_status(previous) == "RUNNING":
+        logger.warning("--overwrite: closing the previous search run %s", previous)
+        _close_open_trials(tracker, previous)
+        tracker.set_terminated(previous, "KILLED")
 
     name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_id = tracker.create_run(name, tags=tags)
+    run_id = tracker.create_run(name, parent_run_id=tracker.launcher_run_id, tags=tags)
     tracker.log_params(run_id, {**config.fixed_params(), "max_trials": config.max_trials})
     tracker.log_text(run_id, space.text, f"search_space/{space.path.name}")
     tracker.log_dataset(run_id, dataset)
     return run_id
+
+
+# What a resumed search must share with the search it continues.
+_RESUME_KEYS = ("dataset_digest", "search_space_digest", "tuner", "seed", "label_fraction")
+
+
+def _check_resumable(tracker, run_id: str, tags: dict, folder: Path) -> None:
+    recorded = tracker.client.get_run(run_id).data.tags
+    changed = [
+        f"{key} {recorded[key][:16]!r} -> {tags[key][:16]!r}"
+        for key in _RESUME_KEYS
+        if key in recorded and key in tags and recorded[key] != tags[key]
+    ]
+    if changed:
+        raise ConfigError(
+            f"Cannot resume the search of run {run_id} in {folder}: it was started with "
+            f"other settings ({'; '.join(changed)}). Rerun with the same settings to "
+            f"resume it, --overwrite to start afresh, or another --tuner-dir."
+        )
 
 
 def _close_open_trials(tracker, parent_run_id: str) -> None:
@@ -207,11 +277,12 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
     from contrastive.tuning import OBJECTIVE
 
     _close_open_trials(tracker, parent_run_id)
-    best_trials = tuner.oracle.get_best_trials(1)
+    # With no completed trial Keras Tuner returns a failed one: never the champion.
+    best_trials = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
     if not best_trials:
-        raise RuntimeError(
-            f"No trial completed; see the failed trial runs under run {parent_run_id} "
-            f"(tag 'failure' and artifact failure/traceback.txt)."
+        raise SearchFailedError(
+            f"No trial completed, so no model was registered. "
+            f"{_failures(tracker, parent_run_id)}"
         )
     best = best_trials[0]
     runs = _runs_by_trial(tracker, parent_run_id)
@@ -228,6 +299,8 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
         class_names=dataset.class_names, x_test=dataset.x_test, seed=config.seed,
     )
     rows = _leaderboard(tuner, runs, OBJECTIVE.name)
+    if config.baseline:
+        rows.append(_baseline(tracker, tuner, best, config, dataset, parent_run_id, champion))
     tracker.log_text(parent_run_id, _as_csv(rows), "leaderboard.csv")
     tracker.log_text(parent_run_id, _as_markdown(rows), "leaderboard.md")
     tracker.log_figure(
@@ -292,6 +365,81 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
         promotion_reason=reason,
         trials=rows,
     )
+
+
+def _failures(tracker, parent_run_id: str) -> str:
+    """One sentence on the failed trials of a search, for an error message."""
+    reasons = [
+        run.data.tags["failure"].splitlines()[0][:300]
+        for run in tracker.child_runs(parent_run_id)
+        if "failure" in run.data.tags
+    ]
+    last = f"Last failure: {reasons[-1]} " if reasons else ""
+    return (
+        f"{last}See the failed trial runs under run {parent_run_id} (tag 'failure', "
+        f"artifact failure/traceback.txt)."
+    )
+
+
+def _baseline(tracker, tuner, best, config, dataset, parent_run_id, champion) -> dict:
+    """Trains cross-entropy alone with the champion's encoder; logs the uplift.
+
+    The baseline is the champion's configuration with ``loss_weight = 0`` in joint
+    mode: the same encoder, heads, augmentation, learning rate, epochs and optimiser
+    steps, but no contrastive term and no unlabelled images. It is a child run tagged
+    ``baseline``, outside the tuner, so it is never chosen as champion. The search run
+    gets ``baseline_test_accuracy`` and ``uplift_test_accuracy`` (champion minus
+    baseline). A resumed search reuses a finished baseline of the same champion.
+    """
+    import keras_tuner
+
+    from contrastive.standalone import train_standalone
+    from contrastive.tuning import trial_seed
+
+    values = {
+        name: value for name, value in best.hyperparameters.values.items()
+        if not name.startswith("tuner/")
+    }
+    values.update(loss_weight=0.0, training_mode="joint")
+    seed = trial_seed(config.seed, "baseline")
+    row = {"trial": "baseline", "status": "BASELINE", **values}
+
+    previous = [
+        run for run in tracker.child_runs(parent_run_id)
+        if run.data.tags.get("baseline_of_trial") == best.trial_id
+        and run.info.status == "FINISHED"
+    ]
+    if previous:
+        run_id, metrics = previous[-1].info.run_id, previous[-1].data.metrics
+    else:
+        run_id = tracker.create_run(
+            "baseline-cross-entropy",
+            parent_run_id=parent_run_id,
+            tags={**tuner.run_tags, "baseline": "cross-entropy",
+                  "baseline_of_trial": best.trial_id},
+        )
+        tracker.log_params(run_id, {**tuner.fixed_params, **values, "trial_seed": seed})
+        hp = keras_tuner.HyperParameters()
+        for name, value in values.items():
+            hp.Fixed(name, value)
+        result, _ = train_standalone(
+            tuner.hypermodel, hp, dataset, seed=seed, epochs=config.epochs,
+            tracker=tracker, run_id=run_id, evaluation_seed=config.seed,
+            verbose=config.verbose,
+        )
+        metrics = result.metrics
+
+    uplift = champion.metrics["test_accuracy"] - metrics["test_accuracy"]
+    tracker.log_metrics(
+        parent_run_id,
+        {"baseline_test_accuracy": metrics["test_accuracy"], "uplift_test_accuracy": uplift},
+    )
+    tracker.set_tags(parent_run_id, {"baseline_run_id": run_id})
+    logger.info(
+        "Cross-entropy baseline: test_accuracy %.4f; the champion's uplift %+.4f",
+        metrics["test_accuracy"], uplift,
+    )
+    return {**row, "run_id": run_id, **{k: v for k, v in metrics.items() if k.startswith("test_")}}
 
 
 def _runs_by_trial(tracker, parent_run_id: str) -> dict:

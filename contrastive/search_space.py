@@ -99,6 +99,26 @@ HYPERPARAMETERS: dict[str, _Allowed] = {
     "learning_rate": _Allowed(
         float, 0.0, 1.0, low_open=True, help="Adam learning rate"
     ),
+    "training_mode": _Allowed(
+        str,
+        None,
+        None,
+        required=False,
+        default="joint",
+        values=("joint", "pretrain_probe", "pretrain_finetune"),
+        help="joint: one weighted objective from the start; pretrain_probe: "
+        "contrastive pre-training, then a linear probe on the frozen encoder; "
+        "pretrain_finetune: pre-training, then fine-tuning everything with "
+        "cross-entropy",
+    ),
+    "pretrain_fraction": _Allowed(
+        float,
+        0.05,
+        0.95,
+        required=False,
+        default=0.5,
+        help="share of the epochs spent in contrastive pre-training (two-stage modes)",
+    ),
     "augment_strength": _Allowed(
         float,
         0.0,
@@ -291,6 +311,11 @@ def _parse_spec(path: Path, name: str, entry: Any) -> HyperparameterSpec:
             _check_value(where, allowed, value, "value")
         return HyperparameterSpec(name=name, kind=kind, values=tuple(values))
 
+    if allowed.values is not None:
+        raise SearchSpaceError(
+            f"{where}: {name} takes {allowed.describe()}; use kind = \"choice\" or "
+            f"\"fixed\" (received kind = {kind!r})."
+        )
     if kind == "float" and allowed.type is int:
         raise SearchSpaceError(
             f"{where}: {name} takes whole numbers; use kind = \"int\" (received kind = "
@@ -329,6 +354,13 @@ def _parse_spec(path: Path, name: str, entry: Any) -> HyperparameterSpec:
 
 
 def _check_value(where: str, allowed: _Allowed, value: Any, key: str, as_type=None) -> None:
+    if allowed.values is not None:
+        if value not in allowed.values:
+            raise SearchSpaceError(
+                f"{where}: {key}={value!r} is not allowed; use {allowed.describe()} "
+                f"({allowed.help})."
+            )
+        return
     expected = as_type or allowed.type
     wrong_type = isinstance(value, bool) or not isinstance(
         value, (int,) if expected is int else (int, float)

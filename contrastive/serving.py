@@ -43,7 +43,7 @@ class Classifier:
         self.class_names = tuple(class_names)
         self.value_range = tuple(value_range)
         self.input_shape = tuple(model.input_shape[1:])
-        self._embedder = keras.Model(model.inputs, model.get_layer("embedding").output)
+        self._embedder = keras.Model(model.input, model.get_layer("embedding").output)
 
     def _check(self, images) -> np.ndarray:
         x = np.asarray(images, dtype="float32")

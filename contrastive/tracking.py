@@ -168,6 +168,15 @@ class Tracker:
         mlflow.set_experiment(experiment_id=self.experiment_id)
         self.launcher_run_id = self._launcher_run()
 
+    def _make_current(self) -> None:
+        """Points MLflow's fluent API at this tracker's store and experiment.
+
+        Another `Tracker` in the same process (another store or experiment) may have
+        moved them since this one was made.
+        """
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+
     def _launcher_run(self) -> str | None:
         """Checks the run named by ``MLFLOW_RUN_ID``, if any; returns its id."""
         run_id = os.environ.get("MLFLOW_RUN_ID", "").strip()
@@ -230,6 +239,7 @@ class Tracker:
                 f"Run {mlflow.active_run().info.run_id} is still active in this process; "
                 f"end it before activating run {run_id}."
             )
+        self._make_current()
         # An explicit id wins over MLFLOW_RUN_ID, so a wrapper's run is never resumed.
         mlflow.start_run(run_id=run_id)
         try:
@@ -436,6 +446,7 @@ class Tracker:
                 f"in tags, or promote='always' or 'never'."
             )
 
+        self._make_current()
         version = mlflow.register_model(
             model_uri, model_name, tags={k: str(v) for k, v in tags.items()}
         )

@@ -114,15 +114,21 @@ class TrackedTrials:
         return histories
 
     def _trial_run(self, trial) -> str:
-        """Creates the trial's child run, or reuses the one an interrupted attempt left."""
+        """Creates the trial's child run.
+
+        On resume, Keras Tuner reruns the trial a killed process left unfinished, under
+        the same trial id. Its earlier run is never reused (its metrics would mix with
+        the new ones): it is closed as KILLED if still RUNNING, and the new run links to
+        it with the tag ``retry_of``.
+        """
         name = f"trial-{trial.trial_id}"
+        tags = {"trial_id": trial.trial_id}
         for run in self.tracker.child_runs(self.parent_run_id):
             if run.data.tags.get("trial_id") == trial.trial_id:
                 if run.info.status == "RUNNING":
                     self.tracker.set_terminated(run.info.run_id, "KILLED")
-        return self.tracker.create_run(
-            name, parent_run_id=self.parent_run_id, tags={"trial_id": trial.trial_id}
-        )
+                tags["retry_of"] = run.info.run_id
+        return self.tracker.create_run(name, parent_run_id=self.parent_run_id, tags=tags)
 
     def _report(self, trial, run_id: str, dataset, histories) -> None:
         model = self.load_model(trial)

@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]
         help="Keras progress: 0 silent, 1 bars, 2 a line an epoch (default: %(default)s)")
     add("--deterministic", action="store_true",
         help="TensorFlow op determinism: the same seed gives the same numbers (slower)")
+    add("--no-baseline", dest="baseline", action="store_false",
+        help="skip the cross-entropy baseline trained after the search")
     add("--repeat-run", default=None, metavar="RUN_ID",
         help="retrain and rescore the trial recorded in this run, logged as a new run; "
              "the other options are then read from the run (except --tracking-uri)")
