@@ -64,6 +64,8 @@ class SearchConfig:
             Defaults to False.
         deterministic: Turn on TensorFlow's op determinism (slower; see the README).
             Defaults to False.
+        limit: Keep at most this many samples in each split (stratified), for quick
+            runs on large datasets; None keeps everything. Defaults to None.
         baseline: After the search, train the champion's configuration with
             cross-entropy alone and log the uplift. Defaults to True.
     """
@@ -90,6 +92,7 @@ class SearchConfig:
     test_path: str | None = None
     strict: bool = False
     deterministic: bool = False
+    limit: int | None = None
     baseline: bool = True
 
     def validate(self) -> "SearchConfig":
@@ -125,6 +128,13 @@ class SearchConfig:
         for name in ("experiment", "model_name"):
             if not str(getattr(self, name)).strip():
                 raise ConfigError(f"{name} must not be empty.")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 2
+        ):
+            raise ConfigError(
+                f"limit must be a whole number >= 2 (samples per split); received "
+                f"limit={self.limit!r}."
+            )
         if self.tuner_dir is not None and Path(self.tuner_dir).is_file():
             raise ConfigError(
                 f"tuner_dir {self.tuner_dir!r} is a file; pass a folder (it is created)."
@@ -162,6 +172,7 @@ class SearchConfig:
                     ("color_mode", self.color_mode),
                     ("unlabeled_dir", self.unlabeled_dir),
                     ("test_path", self.test_path),
+                    ("limit", self.limit),
                 )
                 if value is not None
             },

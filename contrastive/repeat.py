@@ -82,6 +82,8 @@ def repeat_trial(
 
         tf.config.experimental.enable_op_determinism()
     dataset = load_dataset(config.dataset, **config.dataset_options())
+    if config.limit is not None:
+        dataset = dataset.limited(config.limit, seed=config.seed)
     if dataset.digest != tags.get("dataset_digest"):
         raise ValueError(
             f"The dataset {config.dataset!r} no longer matches run {run_id}: digest "
@@ -154,4 +156,5 @@ def _config_from_params(config_class, params: dict):
         color_mode=optional("color_mode"),
         unlabeled_dir=optional("unlabeled_dir"),
         test_path=optional("test_path"),
+        limit=None if optional("limit") is None else int(params["limit"]),
     ).validate()

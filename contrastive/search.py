@@ -104,6 +104,8 @@ def run_search(config: SearchConfig) -> SearchResult:
     from contrastive.data import load_dataset
 
     dataset = load_dataset(config.dataset, **config.dataset_options())
+    if config.limit is not None:
+        dataset = dataset.limited(config.limit, seed=config.seed)
     logger.info(
         "Dataset %s: %d labelled, %d unlabelled, %d validation, %d test images of %s",
         dataset.name, len(dataset.y_labeled), len(dataset.x_unlabeled), len(dataset.y_val),

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -31,6 +32,7 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 import mlflow
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from contrastive.config import PROMOTE_CHOICES
@@ -49,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 _PARENT_TAG = "mlflow.parentRunId"
+# Entries per `MlflowClient.log_batch` call: MLflow's limit for params and tags.
+_BATCH = 100
 
 
 class TrackingError(ValueError):
@@ -277,17 +281,26 @@ class Tracker:
     # Logging into a run -----------------------------------------------------------------
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        for key, value in params.items():
-            self.client.log_param(run_id, key, value)
+        """Logs params in batches; a key logged before must keep its value (MLflow's rule)."""
+        entries = [Param(key, str(value)) for key, value in params.items()]
+        for start in range(0, len(entries), _BATCH):
+            self.client.log_batch(run_id, params=entries[start:start + _BATCH])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        for key, value in metrics.items():
-            if value is not None and math.isfinite(float(value)):
-                self.client.log_metric(run_id, key, float(value), step=step)
+        """Logs the finite ones of ``metrics`` at ``step``; None, NaN and inf are skipped."""
+        now = int(time.time() * 1000)
+        entries = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if value is not None and math.isfinite(float(value))
+        ]
+        for start in range(0, len(entries), _BATCH):
+            self.client.log_batch(run_id, metrics=entries[start:start + _BATCH])
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, str(value))
+        entries = [RunTag(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(entries), _BATCH):
+            self.client.log_batch(run_id, tags=entries[start:start + _BATCH])
 
     def log_json(self, run_id: str, data: Any, path: str) -> None:
         self.client.log_text(run_id, json.dumps(data, indent=2, default=_jsonable), path)

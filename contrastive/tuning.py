@@ -87,7 +87,10 @@ class TrackedTrials:
         self.hypermodel.seed = seed
 
         run_id = self._trial_run(trial)
-        self.tracker.log_params(run_id, {**self.fixed_params, "trial_seed": seed})
+        # The oracle has drawn the values already: logged before training, a failed
+        # trial's run still says which configuration failed.
+        drawn = dict(trial.hyperparameters.values)
+        self.tracker.log_params(run_id, {**self.fixed_params, "trial_seed": seed, **drawn})
         # What is needed to repeat this trial alone (scripts/tune.py --repeat-run).
         self.tracker.set_tags(run_id, self.run_tags)
         if self.search_space_text:
@@ -98,9 +101,11 @@ class TrackedTrials:
                 histories = super().run_trial(
                     trial, dataset, callbacks=callbacks, **fit_kwargs
                 )
-                # Hyperparameters are logged now that `build` has declared them all
-                # (conditional ones appear only then).
-                self.tracker.log_params(run_id, dict(trial.hyperparameters.values))
+                # Conditional hyperparameters appear only once `build` has declared
+                # them; the others are logged already (a second value would be refused).
+                self.tracker.log_params(run_id, {
+                    k: v for k, v in trial.hyperparameters.values.items() if k not in drawn
+                })
                 self._report(trial, run_id, dataset, histories)
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]
                       help="a folder of extra unlabelled images")
     data.add_argument("--test-path", default=None,
                       help="data used as the whole test split (IDX folder, .npz, folder)")
+    data.add_argument("--limit", type=int, default=None, metavar="N",
+                      help="keep at most N samples per split (stratified) for a quick run")
     data.add_argument("--strict", action="store_true",
                       help="refuse unreadable or misnamed image files instead of skipping")
     args = parser.parse_args(argv)

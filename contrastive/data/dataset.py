@@ -122,6 +122,42 @@ class Dataset:
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
 
+    def limited(self, max_samples: int, seed: int = 0) -> "Dataset":
+        """A copy with at most ``max_samples`` samples in each split.
+
+        For quick runs on large datasets (``scripts/tune.py --limit``). Labelled,
+        validation and test splits keep their class proportions, with at least one
+        sample per class where the split had one; the unlabelled pool is sampled
+        uniformly. The digest changes with the limit, so a limited run is never
+        mistaken for a full one.
+
+        Args:
+            max_samples: Most samples kept per split, at least the number of classes.
+            seed: Seeds the choice. Defaults to 0.
+
+        Raises:
+            DataError: For a limit below the number of classes.
+        """
+        if max_samples < self.num_classes:
+            raise DataError(
+                f"max_samples must be at least the number of classes ("
+                f"{self.num_classes}); received max_samples={max_samples}."
+            )
+        rng = np.random.default_rng(seed)
+        arrays = {}
+        for split in ("labeled", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            keep = _stratified_keep(y, max_samples, rng)
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = x[keep], y[keep]
+        unlabeled = self.x_unlabeled
+        if len(unlabeled) > max_samples:
+            unlabeled = unlabeled[np.sort(rng.choice(len(unlabeled), max_samples, False))]
+        arrays["x_unlabeled"] = unlabeled
+        digest = compute_digest(
+            arrays, {"limited_from": self.digest, "max_samples": max_samples, "seed": seed}
+        )
+        return dataclasses.replace(self, **arrays, digest=digest)
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of one sample."""
@@ -165,3 +201,16 @@ class Dataset:
             "label_fraction": self.label_fraction,
             "seed": self.seed,
         }
+
+
+def _stratified_keep(labels: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most ``limit`` labels, in proportion to the classes, in order."""
+    if len(labels) <= limit:
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts * limit / len(labels))).astype(int)
+    keep = [
+        rng.choice(np.flatnonzero(labels == c), min(q, n), replace=False)
+        for c, q, n in zip(classes, quota, counts)
+    ]
+    return np.sort(np.concatenate(keep))
