@@ -35,7 +35,6 @@ import logging
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -240,7 +239,7 @@ def _registry_reference(model_uri: str) -> tuple[str, str, str] | None:
 
 
 def _model_version(client, model_uri: str, reference: tuple[str, str, str]):
-    """Looks up the registered version a registry URI names.
+    """Looks up the registered version a registry URI names (None for a stage).
 
     Raises:
         AssessmentError: When the name, version or alias is not in the store.
@@ -260,15 +259,10 @@ def _model_version(client, model_uri: str, reference: tuple[str, str, str]):
                     f"Registered model {name!r} has no versions."
                 )
             return max(versions, key=lambda version: int(version.version))
-        with warnings.catch_warnings():
-            # Stages are deprecated in MLflow 3 but still resolve.
-            warnings.simplefilter("ignore", FutureWarning)
-            found = client.get_latest_versions(name, stages=[value])
-        if not found:
-            raise mlflow.exceptions.MlflowException(
-                f"Registered model {name!r} has no version in stage {value!r}."
-            )
-        return found[0]
+        # Stages are deprecated in MLflow 3: MLflow resolves the URI, the version
+        # stays unknown here.
+        client.get_registered_model(name)
+        return None
     except mlflow.exceptions.MlflowException as error:
         known = sorted(model.name for model in client.search_registered_models())
         raise AssessmentError(
@@ -338,6 +332,9 @@ def resolve_lineage(model_uri: str, client) -> ModelLineage:
     training, parent = ({}, None)
     if source_run_id:
         training, parent = _training_record(client, source_run_id)
+    if "dataset" not in training and (info.metadata or {}).get("dataset"):
+        # Without its training run, the model's own metadata still names its dataset.
+        training["dataset"] = str(info.metadata["dataset"])
     search_run_id = (version.tags.get("search_run_id") if version else None) or parent
 
     return ModelLineage(
@@ -356,7 +353,7 @@ def resolve_lineage(model_uri: str, client) -> ModelLineage:
 # Data -------------------------------------------------------------------------------
 
 
-def _default_dataset(lineage: ModelLineage, metadata_dataset: str | None) -> str:
+def _default_dataset(lineage: ModelLineage) -> str:
     """The dataset the model was trained on, as `load_dataset` can find it again.
 
     Raises:
@@ -372,8 +369,6 @@ def _default_dataset(lineage: ModelLineage, metadata_dataset: str | None) -> str
         return source
     if recorded:
         return recorded
-    if metadata_dataset in DATASET_NAMES:
-        return metadata_dataset
     raise AssessmentError(
         f"Model {lineage.model_uri} records no dataset it was trained on; pass "
         f"--dataset NAME_OR_PATH or --input FILE_OR_FOLDER to evaluate on."
@@ -516,7 +511,6 @@ def load_evaluation_data(
     label_fraction: float | None = None,
     input_shape: tuple[int, ...] | None = None,
     value_range: tuple[float, float] = (0.0, 255.0),
-    metadata_dataset: str | None = None,
 ) -> EvaluationData:
     """Loads what to evaluate on: a dataset's test split or all of an input.
 
@@ -538,8 +532,6 @@ def load_evaluation_data(
             mode. Defaults to None (the files' own).
         value_range: The model's pixel range, that inputs are mapped to. Defaults
             to ``(0.0, 255.0)``.
-        metadata_dataset: The dataset name in the model's MLflow metadata, used when
-            no training run is known. Defaults to None.
 
     Returns:
         The labelled images, not yet matched to the model (see `match_to_model`).
@@ -561,9 +553,7 @@ def load_evaluation_data(
             model_value_range=value_range,
         )
 
-    name = dataset if dataset is not None else _default_dataset(
-        lineage, metadata_dataset
-    )
+    name = dataset if dataset is not None else _default_dataset(lineage)
     if seed is None:
         seed = _recorded_number(lineage, "seed", int)
     if label_fraction is None:
@@ -922,12 +912,17 @@ def assess_model(
     # TensorFlow is imported only now that the model is known to exist.
     from contrastive.serving import load_classifier
 
-    classifier = load_classifier(model_uri, tracking_uri=store)
-    metadata = mlflow.models.get_model_info(model_uri).metadata or {}
+    try:
+        classifier = load_classifier(model_uri, tracking_uri=store)
+    except (mlflow.exceptions.MlflowException, ValueError, OSError) as error:
+        raise AssessmentError(
+            f"Cannot load {model_uri} as a contrastive classifier (a Keras model from "
+            f"images to probabilities with an 'embedding' layer): {error}"
+        ) from None
     data = load_evaluation_data(
         lineage, dataset=dataset, input_path=input_path, seed=seed,
         label_fraction=label_fraction, input_shape=classifier.input_shape,
-        value_range=classifier.value_range, metadata_dataset=metadata.get("dataset"),
+        value_range=classifier.value_range,
     )
     x, y, x_reference, y_reference = match_to_model(
         data, input_shape=classifier.input_shape, class_names=classifier.class_names,

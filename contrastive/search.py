@@ -11,11 +11,11 @@ The flow runs one way:
    leaderboard, and register its inference model, moving the ``champion`` alias only by
    the promotion rule.
 
-Rerunning with the same tuner folder resumes the search under the same parent run (its
-id is kept in ``<tuner_dir>/<experiment>/mlflow_search.json``): finished trials are kept,
-the trial a killed process left unfinished is rerun under its trial id in a new run
-(the old one is closed as KILLED), and numbering continues. ``overwrite`` starts afresh.
-However a search ends, no run of it is left RUNNING.
+Rerunning with the same tuner folder resumes the search under the same parent run
+(its id is kept in ``<tuner_dir>/<experiment>/mlflow_search.json``): finished trials
+are kept, the trial a killed process left unfinished is rerun under its trial id in a
+new run (the old one is closed as KILLED), and numbering continues. ``overwrite``
+starts afresh. However a search ends, no run of it is left RUNNING.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ def run_search(config: SearchConfig) -> SearchResult:
         contrastive.config.ConfigError, contrastive.search_space.SearchSpaceError,
         contrastive.data.DataError, contrastive.tracking.TrackingError: For bad input,
             before any training and before anything is written to the store.
-        ConfigError: Also when the tuner folder holds a search that cannot be resumed
-            with these settings or this store (before any training).
+        ConfigError: Also when no model can be built for the dataset, and when the tuner
+            folder holds a search that cannot be resumed with these settings or this
+            store (before any training).
         SearchFailedError: When no trial completed, or too many failed in a row.
     """
     config.validate()
@@ -124,13 +125,6 @@ def run_search(config: SearchConfig) -> SearchResult:
     from contrastive.tracking import Tracker
     from contrastive.tuning import make_tuner
 
-    tracker = Tracker(tracking_uri, config.experiment)
-    tuner_dir = Path(config.tuner_dir) if config.tuner_dir else default_tuner_dir()
-    project = config.experiment
-    state_file = tuner_dir / project / _STATE_FILE
-    run_tags = _run_tags(config, dataset, space)
-    parent_run_id = _parent_run(tracker, config, state_file, run_tags, space, dataset)
-
     hypermodel = ContrastiveHyperModel(
         space,
         dataset.input_shape,
@@ -139,6 +133,15 @@ def run_search(config: SearchConfig) -> SearchResult:
         settings=TrainingSettings(config.labeled_batch_size, config.unlabeled_batch_size),
         seed=config.seed,
     )
+    _check_buildable(hypermodel, dataset, space)
+
+    tracker = Tracker(tracking_uri, config.experiment)
+    tuner_dir = Path(config.tuner_dir) if config.tuner_dir else default_tuner_dir()
+    project = config.experiment
+    state_file = tuner_dir / project / _STATE_FILE
+    run_tags = _run_tags(config, dataset, space)
+    parent_run_id = _parent_run(tracker, config, state_file, run_tags, space, dataset)
+
     tuner = make_tuner(
         config.tuner,
         hypermodel,
@@ -180,6 +183,26 @@ def run_search(config: SearchConfig) -> SearchResult:
         raise
     tracker.set_terminated(parent_run_id, "FINISHED")
     return result
+
+
+def _check_buildable(hypermodel, dataset, space) -> None:
+    """Builds one model (the search space's first values) before any run is written.
+
+    A model that cannot be built for the data, such as images too small for the
+    encoder, would fail every trial alike: that is a bad configuration, refused at once.
+
+    Raises:
+        ConfigError: Naming the dataset, the search space and the builder's reason.
+    """
+    import keras_tuner
+
+    try:
+        hypermodel.build(keras_tuner.HyperParameters())
+    except ValueError as error:
+        raise ConfigError(
+            f"No model can be built for dataset {dataset.name!r} (images "
+            f"{dataset.input_shape}) with search space {space.path.name}: {error}"
+        ) from None
 
 
 def _run_tags(config: SearchConfig, dataset, space) -> dict[str, str]:
@@ -228,8 +251,8 @@ def _parent_run(tracker, config: SearchConfig, state_file: Path, tags, space, da
             # Keras Tuner would resume trials whose runs are not in this store.
             raise ConfigError(
                 f"The tuner folder {state_file.parent} holds a search whose run "
-                f"{previous or '(unknown)'} is not in experiment {config.experiment!r} of "
-                f"{tracker.tracking_uri}. Pass the store it was recorded in as "
+                f"{previous or '(unknown)'} is not in experiment {config.experiment!r} "
+                f"of {tracker.tracking_uri}. Pass the store it was recorded in as "
                 f"--tracking-uri to resume it, --overwrite to start afresh, or another "
                 f"--tuner-dir."
             )
@@ -247,7 +270,9 @@ def _parent_run(tracker, config: SearchConfig, state_file: Path, tags, space, da
 
 
 # What a resumed search must share with the search it continues.
-_RESUME_KEYS = ("dataset_digest", "search_space_digest", "tuner", "seed", "label_fraction")
+_RESUME_KEYS = (
+    "dataset_digest", "search_space_digest", "tuner", "seed", "label_fraction"
+)
 
 
 def _check_resumable(tracker, run_id: str, tags: dict, folder: Path) -> None:
@@ -259,9 +284,9 @@ def _check_resumable(tracker, run_id: str, tags: dict, folder: Path) -> None:
     ]
     if changed:
         raise ConfigError(
-            f"Cannot resume the search of run {run_id} in {folder}: it was started with "
-            f"other settings ({'; '.join(changed)}). Rerun with the same settings to "
-            f"resume it, --overwrite to start afresh, or another --tuner-dir."
+            f"Cannot resume the search of run {run_id} in {folder}: it was started "
+            f"with other settings ({'; '.join(changed)}). Rerun with the same settings "
+            f"to resume it, --overwrite to start afresh, or another --tuner-dir."
         )
 
 
@@ -280,7 +305,9 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
 
     _close_open_trials(tracker, parent_run_id)
     # With no completed trial Keras Tuner returns a failed one: never the champion.
-    best_trials = [t for t in tuner.oracle.get_best_trials(1) if t.status == "COMPLETED"]
+    best_trials = [
+        best for best in tuner.oracle.get_best_trials(1) if best.status == "COMPLETED"
+    ]
     if not best_trials:
         raise SearchFailedError(
             f"No trial completed, so no model was registered. "

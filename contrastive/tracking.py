@@ -1,15 +1,15 @@
 """Everything MLflow: the store, the search and trial runs, artifacts and the registry.
 
-One search is one parent run; each Keras Tuner trial is a child run nested under it (the
-``mlflow.parentRunId`` tag is set explicitly, so a trial run by another process still
-lands under the right parent). Per-epoch metrics come from MLflow's Keras autolog
-callback, adapted so that each metric has one name (`EpochMetricsLogger`). The best model
-is logged once, as the inference model, and registered; the ``champion`` alias moves to
-it only by the promotion rule (`Tracker.register`).
+One search is one parent run; each Keras Tuner trial is a child run nested under it
+(the ``mlflow.parentRunId`` tag is set explicitly, so a trial run by another process
+still lands under the right parent). Per-epoch metrics come from MLflow's Keras autolog
+callback, adapted so that each metric has one name (`EpochMetricsLogger`). The best
+model is logged once, as the inference model, and registered; the ``champion`` alias
+moves to it only by the promotion rule (`Tracker.register`).
 
-Launched by a wrapper that sets ``MLFLOW_RUN_ID`` (as ``mlflow run`` does), the wrapper's
-run is never written to: it is read once (`Tracker.launcher_run_id`) so that the search
-run can be nested under it, and every run here is started by its explicit id.
+Launched by a wrapper that sets ``MLFLOW_RUN_ID`` (as ``mlflow run`` does), the
+wrapper's run is never written to: it is read once (`Tracker.launcher_run_id`) so that
+the search run can be nested under it, and every run here is started by its own id.
 
 This module knows nothing of how the model trains: it takes params, metrics, figures and
 finished Keras models.
@@ -100,8 +100,9 @@ def check_tracking_uri(uri: str) -> None:
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise TrackingError(
                 f"Unusable tracking URI {uri!r}: no MLflow server answered at {health} "
-                f"({error}). Start one with `mlflow server --host 127.0.0.1 --port PORT "
-                f"--backend-store-uri sqlite:///mlflow.db`, or pass another --tracking-uri."
+                f"({error}). Start one with `mlflow server --host 127.0.0.1 --port "
+                f"PORT --backend-store-uri sqlite:///mlflow.db`, or pass another "
+                f"--tracking-uri."
             ) from None
         if not ok:
             raise TrackingError(
@@ -111,8 +112,8 @@ def check_tracking_uri(uri: str) -> None:
         folder = Path(parsed.path if parsed.scheme else uri)
         if folder.exists() and not folder.is_dir():
             raise TrackingError(
-                f"Unusable tracking URI {uri!r}: {folder} is a file, not a folder. Pass a "
-                f"folder or a 'sqlite:///...' URI."
+                f"Unusable tracking URI {uri!r}: {folder} is a file, not a folder. "
+                f"Pass a folder or a 'sqlite:///...' URI."
             )
 
 
@@ -191,8 +192,9 @@ class Tracker:
             run = self.client.get_run(run_id)
         except mlflow.exceptions.MlflowException:
             raise TrackingError(
-                f"MLFLOW_RUN_ID={run_id!r} names no run in the store {self.tracking_uri}. "
-                f"Unset MLFLOW_RUN_ID, or pass the wrapper's store as --tracking-uri."
+                f"MLFLOW_RUN_ID={run_id!r} names no run in the store "
+                f"{self.tracking_uri}. Unset MLFLOW_RUN_ID, or pass the wrapper's "
+                f"store as --tracking-uri."
             ) from None
 
         if run.info.experiment_id != self.experiment_id:
@@ -217,7 +219,7 @@ class Tracker:
             artifact_location = (database.parent / "artifacts").as_uri()
         return self.client.create_experiment(name, artifact_location=artifact_location)
 
-    # Runs -------------------------------------------------------------------------------
+    # Runs ---------------------------------------------------------------------------
 
     def create_run(
         self, name: str, *, parent_run_id: str | None = None, tags: dict | None = None
@@ -234,14 +236,21 @@ class Tracker:
         """Makes ``run_id`` MLflow's active run in this process, for fluent logging.
 
         Fluent logging (the epoch callback, ``mlflow.keras.log_model``) needs an active
-        run; every other call names its run explicitly, so at most one run is active at a
-        time. On success the run ends with ``end_status``; on an exception it is marked
-        FAILED (KILLED for Ctrl-C) and the exception propagates.
+        run; every other call names its run explicitly, so at most one run is active at
+        a time. On success the run ends with ``end_status``; on an exception it is
+        marked FAILED (KILLED for Ctrl-C) and the exception propagates.
+
+        Args:
+            run_id: The run to activate.
+            end_status: Its status on success. Defaults to ``"FINISHED"``.
+
+        Raises:
+            RuntimeError: When another run is active in this process.
         """
         if mlflow.active_run() is not None:
             raise RuntimeError(
-                f"Run {mlflow.active_run().info.run_id} is still active in this process; "
-                f"end it before activating run {run_id}."
+                f"Run {mlflow.active_run().info.run_id} is still active in this "
+                f"process; end it before activating run {run_id}."
             )
         self._make_current()
         # An explicit id wins over MLFLOW_RUN_ID, so a wrapper's run is never resumed.
@@ -257,9 +266,11 @@ class Tracker:
         mlflow.end_run(status=end_status)
 
     def run_status(self, run_id: str) -> str:
+        """``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``."""
         return self.client.get_run(run_id).info.status
 
     def set_terminated(self, run_id: str, status: str) -> None:
+        """Ends a run that no process has active, with ``status``."""
         self.client.set_terminated(run_id, status=status)
 
     def child_runs(self, parent_run_id: str) -> list:
@@ -272,22 +283,29 @@ class Tracker:
         )
 
     def run_exists(self, run_id: str) -> bool:
+        """Whether ``run_id`` is a run of this tracker's experiment."""
         try:
             run = self.client.get_run(run_id)
         except mlflow.exceptions.MlflowException:
             return False
         return run.info.experiment_id == self.experiment_id
 
-    # Logging into a run -----------------------------------------------------------------
+    # Logging into a run ---------------------------------------------------------------
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        """Logs params in batches; a key logged before must keep its value (MLflow's rule)."""
+        """Logs params in batches.
+
+        MLflow refuses a second, different value for a param; the same value again is
+        accepted.
+        """
         entries = [Param(key, str(value)) for key, value in params.items()]
         for start in range(0, len(entries), _BATCH):
             self.client.log_batch(run_id, params=entries[start:start + _BATCH])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        """Logs the finite ones of ``metrics`` at ``step``; None, NaN and inf are skipped."""
+    def log_metrics(
+        self, run_id: str, metrics: dict[str, float], step: int = 0
+    ) -> None:
+        """Logs ``metrics`` at ``step``; None, NaN and inf values are skipped."""
         now = int(time.time() * 1000)
         entries = [
             Metric(key, float(value), now, step)
@@ -298,14 +316,18 @@ class Tracker:
             self.client.log_batch(run_id, metrics=entries[start:start + _BATCH])
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        """Sets tags (values as strings), replacing earlier values."""
         entries = [RunTag(key, str(value)) for key, value in tags.items()]
         for start in range(0, len(entries), _BATCH):
             self.client.log_batch(run_id, tags=entries[start:start + _BATCH])
 
     def log_json(self, run_id: str, data: Any, path: str) -> None:
-        self.client.log_text(run_id, json.dumps(data, indent=2, default=_jsonable), path)
+        """Logs ``data`` as an indented JSON artifact at ``path``."""
+        text = json.dumps(data, indent=2, default=_jsonable)
+        self.client.log_text(run_id, text, path)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
+        """Logs ``text`` as an artifact at ``path``."""
         self.client.log_text(run_id, text, path)
 
     def log_figure(self, run_id: str, make_figure, path: str) -> bool:
@@ -322,17 +344,19 @@ class Tracker:
         try:
             with tempfile.TemporaryDirectory() as folder:
                 file = save_png(make_figure(), Path(folder) / Path(path).name)
-                self.client.log_artifact(run_id, str(file), str(Path(path).parent or ""))
+                artifact_folder = str(Path(path).parent or "")
+                self.client.log_artifact(run_id, str(file), artifact_folder)
             return True
-        except Exception as error:  # noqa: BLE001 - any plotting bug must not end a trial
+        except Exception as error:  # noqa: BLE001 - no plotting bug may end a trial
             logger.warning("Could not draw %s for run %s: %s", path, run_id, error)
             previous = self.client.get_run(run_id).data.tags.get("plot_errors", "")
             note = f"{path}: {type(error).__name__}: {error}"
-            self.client.set_tag(run_id, "plot_errors", f"{previous}\n{note}".strip()[:4000])
+            errors = f"{previous}\n{note}".strip()[:4000]
+            self.client.set_tag(run_id, "plot_errors", errors)
             return False
 
     def log_dataset(self, run_id: str, dataset) -> None:
-        """Logs the dataset as an MLflow dataset input, with its class counts per split."""
+        """Logs the dataset as an MLflow dataset input, with class counts per split."""
         import numpy as np
 
         summary = dataset.summary()
@@ -354,7 +378,9 @@ class Tracker:
                     tags=[
                         mlflow.entities.InputTag("mlflow.data.context", "train"),
                         *(
-                            mlflow.entities.InputTag(f"class_counts_{split}", json.dumps(counts))
+                            mlflow.entities.InputTag(
+                                f"class_counts_{split}", json.dumps(counts)
+                            )
                             for split, counts in dataset.class_counts().items()
                         ),
                     ],
@@ -363,7 +389,7 @@ class Tracker:
         )
         self.log_json(run_id, summary, "dataset/summary.json")
 
-    # Models and the registry ------------------------------------------------------------
+    # Models and the registry ----------------------------------------------------------
 
     def log_inference_model(
         self, run_id: str, model, *, metadata: dict[str, Any], name: str = "model"
@@ -374,6 +400,15 @@ class Tracker:
         probabilities ``(-1, num_classes)`` out. Requirements are pinned explicitly
         (MLflow's inference finds keras but not tensorflow).
 
+        The model is saved in Keras' own ``.keras`` format (no pickle, no exported
+        TensorFlow graph), so it loads with ``safe_mode`` on.
+
+        Args:
+            run_id: The run that holds the model (the best trial's).
+            model: A functional Keras model, images in, probabilities out.
+            metadata: Stored in the MLmodel file (class names, value range, ...).
+            name: The model's name in the run. Defaults to ``"model"``.
+
         Returns:
             The `mlflow.models.model.ModelInfo`.
         """
@@ -383,12 +418,12 @@ class Tracker:
         from mlflow.models import ModelSignature
         from mlflow.types.schema import Schema, TensorSpec
 
+        float32 = np.dtype("float32")
         input_shape = tuple(model.input_shape[1:])
+        num_classes = model.output_shape[-1]
         signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype("float32"), (-1, *input_shape), "images")]),
-            outputs=Schema(
-                [TensorSpec(np.dtype("float32"), (-1, model.output_shape[-1]), "probabilities")]
-            ),
+            inputs=Schema([TensorSpec(float32, (-1, *input_shape), "images")]),
+            outputs=Schema([TensorSpec(float32, (-1, num_classes), "probabilities")]),
         )
         requirements = [
             f"keras=={keras.__version__}",
@@ -454,23 +489,22 @@ class Tracker:
             )
         if promote == "better" and _as_float(tags.get(metric)) is None:
             raise ValueError(
-                f"promote='better' compares the version tag {metric!r}, which must be a "
-                f"finite number; received {metric}={tags.get(metric)!r}. Pass the metric "
-                f"in tags, or promote='always' or 'never'."
+                f"promote='better' compares the version tag {metric!r}, which must be "
+                f"a finite number; received {metric}={tags.get(metric)!r}. Pass the "
+                f"metric in tags, or promote='always' or 'never'."
             )
 
         self._make_current()
         version = mlflow.register_model(
             model_uri, model_name, tags={k: str(v) for k, v in tags.items()}
         )
-        self.client.update_model_version(model_name, version.version, description=description)
+        number = version.version
+        self.client.update_model_version(model_name, number, description=description)
         promoted, reason = self._should_promote(model_name, tags, metric, promote)
         if promoted:
-            self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
-        self.client.set_model_version_tag(
-            model_name, version.version, "promoted", str(promoted)
-        )
-        self.client.set_model_version_tag(model_name, version.version, "promotion", reason)
+            self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
+        self.client.set_model_version_tag(model_name, number, "promoted", str(promoted))
+        self.client.set_model_version_tag(model_name, number, "promotion", reason)
         return version, promoted, reason
 
     def _should_promote(self, model_name, tags, metric, promote) -> tuple[bool, str]:
@@ -486,17 +520,17 @@ class Tracker:
 
         if current.tags.get("dataset_digest") != str(tags.get("dataset_digest")):
             return False, (
-                f"the champion (version {current.version}) was scored on another dataset "
-                f"({current.tags.get('dataset')}, digest "
-                f"{current.tags.get('dataset_digest', '?')[:12]}); use --promote always or "
-                f"another --model-name"
+                f"the champion (version {current.version}) was scored on another "
+                f"dataset ({current.tags.get('dataset')}, digest "
+                f"{current.tags.get('dataset_digest', '?')[:12]}); use --promote "
+                f"always or another --model-name"
             )
         old = _as_float(current.tags.get(metric))
         if old is None:
             # Nothing to compare with: keeping the champion is the safe choice.
             return False, (
-                f"the champion (version {current.version}) has no {metric} tag to compare "
-                f"with; use --promote always to replace it"
+                f"the champion (version {current.version}) has no {metric} tag to "
+                f"compare with; use --promote always to replace it"
             )
         new = _as_float(tags[metric])
         if new > old:
@@ -511,7 +545,7 @@ class Tracker:
 
 
 def _as_float(value: Any) -> float | None:
-    """``value`` as a finite float, or None when it is missing or not a finite number."""
+    """``value`` as a finite float; None when it is missing or not a finite number."""
     try:
         number = float(value)
     except (TypeError, ValueError):

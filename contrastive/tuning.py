@@ -90,7 +90,9 @@ class TrackedTrials:
         # The oracle has drawn the values already: logged before training, a failed
         # trial's run still says which configuration failed.
         drawn = dict(trial.hyperparameters.values)
-        self.tracker.log_params(run_id, {**self.fixed_params, "trial_seed": seed, **drawn})
+        self.tracker.log_params(
+            run_id, {**self.fixed_params, "trial_seed": seed, **drawn}
+        )
         # What is needed to repeat this trial alone (scripts/tune.py --repeat-run).
         self.tracker.set_tags(run_id, self.run_tags)
         if self.search_space_text:
@@ -103,9 +105,10 @@ class TrackedTrials:
                 )
                 # Conditional hyperparameters appear only once `build` has declared
                 # them; the others are logged already (a second value would be refused).
-                self.tracker.log_params(run_id, {
-                    k: v for k, v in trial.hyperparameters.values.items() if k not in drawn
-                })
+                declared = trial.hyperparameters.values
+                self.tracker.log_params(
+                    run_id, {k: v for k, v in declared.items() if k not in drawn}
+                )
                 self._report(trial, run_id, dataset, histories)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -133,7 +136,9 @@ class TrackedTrials:
                 if run.info.status == "RUNNING":
                     self.tracker.set_terminated(run.info.run_id, "KILLED")
                 tags["retry_of"] = run.info.run_id
-        return self.tracker.create_run(name, parent_run_id=self.parent_run_id, tags=tags)
+        return self.tracker.create_run(
+            name, parent_run_id=self.parent_run_id, tags=tags
+        )
 
     def _report(self, trial, run_id: str, dataset, histories) -> None:
         model = self.load_model(trial)

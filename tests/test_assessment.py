@@ -137,11 +137,13 @@ def _write_folder(root: Path, x: np.ndarray, y: np.ndarray, names) -> Path:
     return root
 
 
-# Metrics against scikit-learn ----------------------------------------------------------
+# Metrics against scikit-learn ---------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_classification_metrics_equal_sklearn_on_the_models_predictions(store, on_digits):
+def test_classification_metrics_equal_sklearn_on_the_models_predictions(
+    store, on_digits
+):
     dataset = store["dataset"]
     predicted = store["model"].predict(dataset.x_test, verbose=0).argmax(axis=1)
     expected = {"test_accuracy": accuracy_score(dataset.y_test, predicted)}
@@ -180,7 +182,7 @@ def test_embedding_metrics_equal_sklearn_fitted_on_the_labelled_training_split(
     assert on_digits.embedding_reference == "the labelled training split of the dataset"
 
 
-# The run and its links -------------------------------------------------------------------
+# The run and its links ----------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -201,7 +203,9 @@ def test_run_is_linked_to_the_model_version_and_its_training_run(store, on_digit
 
 
 @pytest.mark.slow
-def test_run_holds_reports_and_pictures_of_the_evaluated_set(store, on_digits, tmp_path):
+def test_run_holds_reports_and_pictures_of_the_evaluated_set(
+    store, on_digits, tmp_path
+):
     client = store["client"]
     run_id = on_digits.run_id
     plots = {item.path for item in client.list_artifacts(run_id, "plots")}
@@ -239,6 +243,20 @@ def test_runs_uri_resolves_to_its_run_without_a_registered_version(store):
     assert "model_version" not in lineage.tags()
 
 
+@pytest.mark.parametrize("suffix", ["/1", "/latest", "@champion"])
+def test_version_latest_and_alias_uris_resolve_to_the_registered_version(
+    store, suffix
+):
+    import mlflow
+
+    mlflow.set_tracking_uri(store["uri"])
+    lineage = resolve_lineage(f"models:/{MODEL_NAME}{suffix}", store["client"])
+
+    assert (lineage.registered_name, lineage.version) == (MODEL_NAME, "1")
+    assert lineage.alias == ("champion" if suffix == "@champion" else None)
+    assert lineage.source_run_id == store["trial_run_id"]
+
+
 @pytest.mark.slow
 def test_split_with_another_seed_is_flagged_as_possibly_overlapping_training(store):
     result = _assess(store, seed=1)
@@ -249,7 +267,7 @@ def test_split_with_another_seed_is_flagged_as_possibly_overlapping_training(sto
     assert "seed 1" in tags["caution"]
 
 
-# Inputs: files and folders ---------------------------------------------------------------
+# Inputs: files and folders ------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -298,7 +316,7 @@ def test_image_folder_of_some_classes_is_rescaled_and_mapped_by_name(
     assert result.metrics["test_accuracy"] == pytest.approx(expected, abs=0.05)
 
 
-# Bad input: errors that name both sides, and nothing written ----------------------------
+# Bad input: errors that name both sides, and nothing written --------------------------
 
 
 def _npz(tmp_path: Path, name: str = "bad.npz", **arrays) -> Path:
@@ -398,7 +416,7 @@ def test_dataset_and_input_together_are_refused(tmp_path):
                              input_path="x.npz")
 
 
-# Matching and cross-validation on plain arrays ------------------------------------------
+# Matching and cross-validation on plain arrays ----------------------------------------
 
 
 def _data(x, y, names, *, has_names=True, value_range=(0.0, 16.0)) -> EvaluationData:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import re
 import signal
@@ -314,15 +315,28 @@ def test_resuming_into_another_store_is_refused_before_training(resumed, tmp_pat
 @pytest.fixture(scope="module")
 def overwritten(resumed):
     tmp = resumed["tmp"]
+    client = resumed["client"]
     space = _space(tmp, "stalled", STALLED_SPACE)
+    # What a SIGKILL leaves (see test_kill_leaves_the_trial_and_search_runs_running),
+    # made by hand: a RUNNING search run with a RUNNING trial, named by the state file.
+    experiment = resumed["parents"][0].info.experiment_id
+    stale = client.create_run(experiment, run_name="stale-search").info.run_id
+    stale_trial = client.create_run(
+        experiment, tags={"mlflow.parentRunId": stale, "trial_id": "0"}
+    ).info.run_id
+    state = tmp / "tuner" / "contrastive" / "mlflow_search.json"
+    state.write_text(json.dumps({"parent_run_id": stale}))
 
     done = tune(tmp, "--search-space", space, "--epochs", "1", "--max-trials", "1",
                 "--overwrite")
     runs = _runs(tmp)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    (new_parent,) = [p for p in parents if p.info.run_id != resumed["parents"][0].info.run_id]
+    known = {resumed["parents"][0].info.run_id, stale}
+    (new_parent,) = [
+        r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.run_id not in known
+    ]
     return {"out": done.stdout + done.stderr, "parent": new_parent, "runs": runs,
-            "client": resumed["client"], "first_parent": resumed["parents"][0]}
+            "client": client, "stale": (stale, stale_trial), "state": state,
+            "first_parent": client.get_run(resumed["parents"][0].info.run_id)}
 
 
 def test_overwrite_starts_a_new_search_run_from_trial_zero(overwritten):
@@ -330,7 +344,19 @@ def test_overwrite_starts_a_new_search_run_from_trial_zero(overwritten):
 
     assert [c.data.tags["trial_id"] for c in children] == ["0"]
     assert overwritten["parent"].info.status == "FINISHED"
+    assert json.loads(overwritten["state"].read_text()) == {
+        "parent_run_id": overwritten["parent"].info.run_id
+    }
     assert overwritten["first_parent"].info.status == "FINISHED"
+
+
+def test_overwrite_closes_the_runs_a_killed_search_left_running(overwritten):
+    client = overwritten["client"]
+
+    statuses = [client.get_run(run_id).info.status for run_id in overwritten["stale"]]
+
+    assert statuses == ["KILLED", "KILLED"]
+    assert "--overwrite: closing the previous search run" in overwritten["out"]
 
 
 def test_a_worse_second_search_is_registered_without_the_alias(overwritten):
@@ -533,6 +559,31 @@ def test_a_bad_search_space_stops_the_search_before_anything_is_written(tmp_path
     )
 
     with pytest.raises(SearchSpaceError, match="temperature"):
+        run_search(config)
+
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "tuner").exists()
+
+
+def test_a_dataset_no_model_can_be_built_for_stops_the_search_at_once(tmp_path):
+    import numpy as np
+
+    from contrastive.config import ConfigError, SearchConfig
+    from contrastive.search import run_search
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 2, 2)).astype("uint8")
+    np.savez(tmp_path / "tiny.npz", x=images, y=np.repeat([0, 1, 2], 100))
+    config = SearchConfig(
+        dataset=str(tmp_path / "tiny.npz"), search_space="quick",
+        tracking_uri=_uri(tmp_path), tuner_dir=str(tmp_path / "tuner"),
+    )
+
+    with pytest.raises(
+        ConfigError,
+        match=r"No model can be built for dataset 'tiny' \(images \(2, 2, 1\)\) with search "
+              r"space quick.toml: images must be at least 4x4 pixels",
+    ):
         run_search(config)
 
     assert not (tmp_path / "mlflow.db").exists()

@@ -154,6 +154,8 @@ def _stop(process: subprocess.Popen) -> None:
         pass
 
 
+# Keras notes that MLflow's pyfunc passes the one input unnamed; the numbers are the same.
+@pytest.mark.filterwarnings("ignore:The structure of `inputs` doesn't match")
 def test_served_champion_answers_like_the_model_in_process(champion, server):
     import mlflow
 
