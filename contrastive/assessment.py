@@ -480,6 +480,15 @@ def _load_input(
     if is_npz and not _declared_value_range(path):
         # Plain arrays are the model's own pixels, as `scripts/predict.py` takes them.
         value_range = tuple(model_value_range)
+        low, high = value_range
+        if x.size and x.max() < low + (high - low) / 8:
+            # Values in [0, 1] fit a 0-16 or 0-255 model's range, so only a
+            # warning can catch arrays that were normalised before saving.
+            logger.warning(
+                "Input %s: pixel values reach only %g of the model's range [%g, %g]; "
+                "if they were normalised, add value_range=(low, high) to the file",
+                pool.source, float(x.max()), low, high,
+            )
     else:
         x = rescale(x, pool.value_range, tuple(model_value_range))
         value_range = tuple(model_value_range)
@@ -574,7 +583,7 @@ def _sentence(text: str) -> str:
 
 
 def _class_lookup(
-    data: EvaluationData, model_names: tuple[str, ...], model_label: str
+    data: EvaluationData, model_names: tuple[str, ...], model: str
 ) -> dict[int, int]:
     """Maps each data class that occurs to the model's class index.
 
@@ -594,8 +603,8 @@ def _class_lookup(
             return {i: model_names.index(data.class_names[i]) for i in present}
         raise AssessmentError(
             f"{_sentence(data.describe())} has {len(data.class_names)} classes "
-            f"{list(data.class_names)}, but model "
-            f"{model_label} knows {len(model_names)}: {list(model_names)}; "
+            f"{list(data.class_names)}, but {model} knows {len(model_names)}: "
+            f"{list(model_names)}; "
             f"{unknown} are not among them. Evaluate on data of the model's classes, "
             f"or leave those samples out."
         )
@@ -605,8 +614,8 @@ def _class_lookup(
         return {i: i for i in present}
     raise AssessmentError(
         f"{_sentence(data.describe())} has labels "
-        f"{present[0]}-{present[-1]} ({len(present)} classes), but model "
-        f"{model_label} outputs {len(model_names)} classes {list(model_names)}; "
+        f"{present[0]}-{present[-1]} ({len(present)} classes), but {model} outputs "
+        f"{len(model_names)} classes {list(model_names)}; "
         f"labels {unknown} have no class in the model. Evaluate on data of the "
         f"model's classes, or add class_names to the file."
     )
@@ -627,7 +636,8 @@ def match_to_model(
         input_shape: The model's ``(H, W, C)``.
         class_names: The model's classes, in output order.
         value_range: The model's pixel range.
-        model_label: How messages name the model. Defaults to ``""``.
+        model_label: How messages name the model, e.g. its URI. Defaults to ``""``
+            ("the model").
 
     Returns:
         ``x``, ``y`` as the model's class indices, and the reference images and
@@ -639,22 +649,22 @@ def match_to_model(
             each message names the data's side and the model's.
     """
     where = data.describe()
+    model = f"model {model_label}" if model_label else "the model"
     shape = tuple(int(d) for d in input_shape)
     if len(data.y) == 0:
         raise AssessmentError(
-            f"{_sentence(where)} holds no labelled images; model "
-            f"{model_label} needs at least one of shape {shape} to be scored. Point "
-            f"it at labelled data."
+            f"{_sentence(where)} holds no labelled images; {model} needs at least "
+            f"one of shape {shape} to be scored. Point it at labelled data."
         )
 
     data_shape = tuple(int(d) for d in data.x.shape[1:])
     if data_shape != shape:
         raise AssessmentError(
-            f"Model {model_label} takes images of shape {shape}, but {where} has "
+            f"{_sentence(model)} takes images of shape {shape}, but {where} has "
             f"images of shape {data_shape}. Evaluate it on data of shape {shape}."
         )
 
-    lookup = _class_lookup(data, tuple(class_names), model_label)
+    lookup = _class_lookup(data, tuple(class_names), model)
 
     def relabel(labels: np.ndarray) -> np.ndarray:
         return np.array([lookup[int(label)] for label in labels], dtype=np.int64)
@@ -675,10 +685,10 @@ def match_to_model(
     slack = _RANGE_SLACK * (high - low)
     if x.min() < low - slack or x.max() > high + slack:
         raise AssessmentError(
-            f"Pixel values of {where} lie in [{x.min():g}, {x.max():g}], but model "
-            f"{model_label} takes values in [{low:g}, {high:g}] (its training data's "
-            f"range). Save the arrays in that range, or add value_range=(low, high) "
-            f"to the .npz file so they are rescaled."
+            f"Pixel values of {where} lie in [{x.min():g}, {x.max():g}], but {model} "
+            f"takes values in [{low:g}, {high:g}] (its training data's range). Save "
+            f"the arrays in that range, or add value_range=(low, high) to the .npz "
+            f"file so they are rescaled."
         )
 
     y_reference = None if data.y_reference is None else relabel(data.y_reference)
@@ -1008,7 +1018,7 @@ def _record(
             },
             "evaluation/summary.json",
         )
-    logger.info("Evaluation run %s: %s", run_id, result.metrics)
+    logger.debug("Evaluation run %s: %s", run_id, result.metrics)
     return AssessmentResult(
         run_id=run_id,
         experiment=experiment,

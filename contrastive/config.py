@@ -2,7 +2,8 @@
 
 The command line (``scripts/tune.py``) turns its arguments into a `SearchConfig`; nothing
 below it reads arguments, globals or the environment, except where MLflow and Keras Tuner
-define their own variables (read in `contrastive.tracking` and `contrastive.tuning`).
+define their own variables (read in `contrastive.tracking`, `contrastive.tuning` and,
+for Keras Tuner's distributed mode, `contrastive.distributed`).
 `SearchConfig.validate` checks the cheap things (numbers, names, files) before any data
 is loaded or anything is written to the store. This module imports no TensorFlow, so
 ``--help`` stays fast.
@@ -14,10 +15,11 @@ import dataclasses
 import math
 from pathlib import Path
 
-__all__ = ["ConfigError", "SearchConfig", "TUNERS", "PROMOTE_CHOICES"]
+__all__ = ["ConfigError", "SearchConfig", "TUNERS", "PROMOTE_CHOICES", "STRATEGIES"]
 
 TUNERS = ("random", "bayesian", "hyperband")
 PROMOTE_CHOICES = ("better", "always", "never")
+STRATEGIES = ("none", "mirrored")
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,14 @@ class SearchConfig:
             runs on large datasets; None keeps everything. Defaults to None.
         baseline: After the search, train the champion's configuration with
             cross-entropy alone and log the uplift. Defaults to True.
+        strategy: How each trial trains: ``"none"`` (one device) or ``"mirrored"``
+            (`tf.distribute.MirroredStrategy` over the visible GPUs, else the logical
+            CPUs). Defaults to ``"none"``.
+        parent_run_id: For a worker in distributed mode: the chief's search run, to
+            nest the trials under; None reads it from the chief's state file in the
+            shared tuner folder (see `contrastive.distributed`). Defaults to None.
+        chief_timeout: For a worker: seconds to wait for the chief's oracle and files.
+            Defaults to 600.
     """
 
     dataset: str = "digits"
@@ -94,6 +104,9 @@ class SearchConfig:
     deterministic: bool = False
     limit: int | None = None
     baseline: bool = True
+    strategy: str = "none"
+    parent_run_id: str | None = None
+    chief_timeout: float = 600.0
 
     def validate(self) -> "SearchConfig":
         """Checks every setting that needs no data; returns self.
@@ -134,6 +147,23 @@ class SearchConfig:
             raise ConfigError(
                 f"limit must be a whole number >= 2 (samples per split); received "
                 f"limit={self.limit!r}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"Unknown strategy {self.strategy!r}; allowed: {', '.join(STRATEGIES)}."
+            )
+        if self.parent_run_id is not None and not str(self.parent_run_id).strip():
+            raise ConfigError(
+                "parent_run_id must be a run id (the chief's search run), or None; "
+                "received an empty string."
+            )
+        timeout = self.chief_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            math.isfinite(timeout) and timeout > 0
+        ):
+            raise ConfigError(
+                f"chief_timeout must be a number of seconds > 0; received "
+                f"chief_timeout={timeout!r}."
             )
         if self.tuner_dir is not None and Path(self.tuner_dir).is_file():
             raise ConfigError(

@@ -15,6 +15,12 @@ full strength. For ``w = 1`` this is exactly a linear classifier trained on froz
 (stop-gradient) embeddings while the encoder learns from the contrastive loss alone; for
 ``w = 0`` it is plain cross-entropy training. The reported ``loss`` is the objective above.
 
+Under a `tf.distribute` strategy (``--strategy mirrored``) each replica takes its share
+of the labelled and unlabelled batches, so SupCon and NT-Xent compare each anchor only
+with the views on its own replica: fewer negatives than on one device, hence somewhat
+lower contrastive loss values. The gradient is that of the mean over replicas, and the
+metrics are aggregated over all of them.
+
 The model knows nothing of MLflow or Keras Tuner. `ContrastiveModel.inference_model`
 exports what is registered: a plain functional model (raw images in, probabilities out,
 rescaling inside) that loads with Keras' ``safe_mode`` and without this package.
@@ -177,6 +183,12 @@ class ContrastiveModel(keras.Model):
             terms, optimised, targets, logits = self._objective(
                 x_labeled, y_labeled, x_unlabeled, training=True
             )
+            # Each replica differentiates the loss of its own share of the batch, and
+            # the optimizer sums the replicas' gradients: dividing by their number makes
+            # the sum the gradient of the mean, as on one device.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            if replicas > 1:
+                optimised = optimised / replicas
             scaled = self.optimizer.scale_loss(optimised)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
@@ -222,8 +234,11 @@ class ContrastiveModel(keras.Model):
         self.loss_weight = float(loss_weight)
         self.encoder.trainable = train_encoder
         self.projector.trainable = train_encoder
-        self.compile(optimizer=keras.optimizers.Adam(learning_rate))
-        self.optimizer.build(self.trainable_variables)
+        # The new optimizer's variables must live where the model's do (mirrored on
+        # every replica under a tf.distribute strategy).
+        with self.distribute_strategy.scope():
+            self.compile(optimizer=keras.optimizers.Adam(learning_rate))
+            self.optimizer.build(self.trainable_variables)
 
     def build_from_shape(self, input_shape: tuple[int, int, int]) -> None:
         """Creates every variable, so that weights can be saved before the first step."""

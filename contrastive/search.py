@@ -16,6 +16,10 @@ Rerunning with the same tuner folder resumes the search under the same parent ru
 are kept, the trial a killed process left unfinished is rerun under its trial id in a
 new run (the old one is closed as KILLED), and numbering continues. ``overwrite``
 starts afresh. However a search ends, no run of it is left RUNNING.
+
+In Keras Tuner's distributed mode (`contrastive.distributed`) the chief does steps 1, 2
+and 4 and serves the oracle during step 3; each worker does step 1, joins the chief's
+search run and runs trials under it, and leaves step 4 to the chief.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 
 from contrastive.config import ConfigError, SearchConfig
+from contrastive.distributed import WorkerResult
 from contrastive.paths import default_tuner_dir, project_root
 
 __all__ = ["SearchFailedError", "SearchResult", "run_search"]
@@ -81,8 +86,12 @@ class SearchResult:
     trials: list
 
 
-def run_search(config: SearchConfig) -> SearchResult:
+def run_search(config: SearchConfig) -> SearchResult | WorkerResult:
     """Runs the search that ``config`` describes; see the module docstring.
+
+    Returns:
+        The `SearchResult`; on a worker in distributed mode, the `WorkerResult` (the
+        chief alone registers the champion).
 
     Raises:
         contrastive.config.ConfigError, contrastive.search_space.SearchSpaceError,
@@ -92,8 +101,16 @@ def run_search(config: SearchConfig) -> SearchResult:
             folder holds a search that cannot be resumed with these settings or this
             store (before any training).
         SearchFailedError: When no trial completed, or too many failed in a row.
+        contrastive.distributed.ClusterError: When this chief or worker cannot take
+            part (see `contrastive.distributed`), before any training.
     """
     config.validate()
+
+    from contrastive import distributed
+
+    cluster = distributed.read_cluster()
+    cluster.check(config)
+    distributed.check_oracle_port(cluster)
 
     from contrastive.search_space import load_search_space
     from contrastive.tracking import check_tracking_uri, resolve_tracking_uri
@@ -101,6 +118,7 @@ def run_search(config: SearchConfig) -> SearchResult:
     space = load_search_space(config.search_space)
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     check_tracking_uri(tracking_uri)
+    distributed.check_store(cluster, tracking_uri)
 
     from contrastive.data import load_dataset
 
@@ -135,12 +153,24 @@ def run_search(config: SearchConfig) -> SearchResult:
     )
     _check_buildable(hypermodel, dataset, space)
 
+    if cluster.is_worker:
+        # The chief creates the experiment and the search run; a worker only joins.
+        distributed.wait_for_chief(
+            cluster, tracking_uri, config.experiment, config.chief_timeout
+        )
     tracker = Tracker(tracking_uri, config.experiment)
     tuner_dir = Path(config.tuner_dir) if config.tuner_dir else default_tuner_dir()
     project = config.experiment
     state_file = tuner_dir / project / _STATE_FILE
     run_tags = _run_tags(config, dataset, space)
-    parent_run_id = _parent_run(tracker, config, state_file, run_tags, space, dataset)
+    if cluster.is_worker:
+        parent_run_id = distributed.join_search(
+            tracker, config, cluster, state_file, run_tags
+        )
+    else:
+        parent_run_id = _parent_run(
+            tracker, config, state_file, run_tags, space, dataset
+        )
 
     tuner = make_tuner(
         config.tuner,
@@ -156,20 +186,31 @@ def run_search(config: SearchConfig) -> SearchResult:
         directory=str(tuner_dir),
         project_name=project,
         overwrite=config.overwrite,
+        distribution_strategy=distributed.make_strategy(config.strategy),
     )
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"parent_run_id": parent_run_id}))
+    if not cluster.is_worker:
+        # Written before the chief starts its oracle: a worker that reaches the oracle
+        # finds this search's run id, never a previous one's.
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps({"parent_run_id": parent_run_id}))
 
     started = time.monotonic()
     try:
+        # On the chief this serves the oracle until every worker is done.
         tuner.search(dataset, epochs=config.epochs, verbose=config.verbose)
         logger.info("Search took %.0f s", time.monotonic() - started)
+        if cluster.is_worker:
+            return distributed.worker_result(tracker, cluster, parent_run_id)
         result = _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri)
     except KeyboardInterrupt:
-        _close_open_trials(tracker, parent_run_id)
-        tracker.set_terminated(parent_run_id, "KILLED")
+        # A worker's own trial run is closed already; the search is the chief's.
+        if not cluster.is_worker:
+            _close_open_trials(tracker, parent_run_id)
+            tracker.set_terminated(parent_run_id, "KILLED")
         raise
     except Exception as error:
+        if cluster.is_worker:
+            raise
         # Whatever stopped the search, no run of it is left RUNNING.
         _close_open_trials(tracker, parent_run_id)
         tracker.set_terminated(parent_run_id, "FAILED")

@@ -422,7 +422,9 @@ class Tracker:
         input_shape = tuple(model.input_shape[1:])
         num_classes = model.output_shape[-1]
         signature = ModelSignature(
-            inputs=Schema([TensorSpec(float32, (-1, *input_shape), "images")]),
+            # Unnamed: pyfunc then passes one array, which the functional model takes
+            # without warning that its input structure differs.
+            inputs=Schema([TensorSpec(float32, (-1, *input_shape))]),
             outputs=Schema([TensorSpec(float32, (-1, num_classes), "probabilities")]),
         )
         requirements = [

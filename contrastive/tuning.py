@@ -130,7 +130,11 @@ class TrackedTrials:
         it with the tag ``retry_of``.
         """
         name = f"trial-{trial.trial_id}"
-        tags = {"trial_id": trial.trial_id}
+        # Which worker ran the trial, on how many replicas (contrastive.distributed).
+        tags = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id}
+        if self.distribution_strategy is not None:
+            tags["distribution_strategy"] = type(self.distribution_strategy).__name__
+            tags["replicas"] = str(self.distribution_strategy.num_replicas_in_sync)
         for run in self.tracker.child_runs(self.parent_run_id):
             if run.data.tags.get("trial_id") == trial.trial_id:
                 if run.info.status == "RUNNING":
@@ -225,7 +229,8 @@ def make_tuner(
         directory: Keras Tuner's folder.
         project_name: Sub-folder of ``directory`` for this search.
         overwrite: Start afresh rather than resume.
-        distribution_strategy: A `tf.distribute.Strategy` for each trial, or None.
+        distribution_strategy: A `tf.distribute.Strategy` for each trial, or None
+            (see `contrastive.distributed.make_strategy`). Defaults to None.
     """
     common = dict(
         hypermodel=hypermodel,

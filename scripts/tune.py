@@ -15,12 +15,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrastive.config import PROMOTE_CHOICES, TUNERS, SearchConfig  # noqa: E402
+from contrastive.config import (  # noqa: E402
+    PROMOTE_CHOICES,
+    STRATEGIES,
+    TUNERS,
+    SearchConfig,
+)
 
 _DEFAULTS = SearchConfig()
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]:
+def parse_args(
+    argv: list[str] | None = None,
+) -> tuple[SearchConfig, str | None, dict[str, str | None]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -64,6 +71,33 @@ def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]
         help="retrain and rescore the trial recorded in this run, logged as a new run; "
              "the other options are then read from the run (except --tracking-uri)")
 
+    add("--strategy", choices=STRATEGIES, default=_DEFAULTS.strategy,
+        help="mirrored: train each trial with tf.distribute.MirroredStrategy over the "
+             "visible GPUs (default: %(default)s)")
+
+    cluster = parser.add_argument_group(
+        "several workers (Keras Tuner's chief/worker mode; see the README)",
+        "The options set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and\n"
+        "KERASTUNER_ORACLE_PORT, which may be set instead. Give the chief and every\n"
+        "worker the same other options, one --tracking-uri (an mlflow server) and\n"
+        "one shared --tuner-dir.",
+    )
+    cluster.add_argument("--role", choices=("chief", "worker"), default=None,
+                         help="chief: serves the trials and registers the champion; "
+                              "worker: runs trials (default: one process does it all)")
+    cluster.add_argument("--worker-id", default=None, metavar="ID",
+                         help="a worker's id, unique in the search, e.g. worker0")
+    cluster.add_argument("--oracle-address", default=None, metavar="HOST:PORT",
+                         help="chief: where its oracle listens (0.0.0.0:PORT for all "
+                              "interfaces); worker: where the chief is reached")
+    cluster.add_argument("--parent-run-id", default=None, metavar="RUN_ID",
+                         help="worker: the chief's search run (default: read from the "
+                              "chief's mlflow_search.json in the shared tuner folder)")
+    cluster.add_argument("--chief-timeout", type=float, default=_DEFAULTS.chief_timeout,
+                         metavar="SECONDS",
+                         help="worker: how long to wait for the chief (default: "
+                              "%(default)s)")
+
     data = parser.add_argument_group("datasets given as paths")
     data.add_argument("--image-size", type=_image_size, default=None, metavar="HxW",
                       help="resize images, e.g. 32x32 (default: the first image's size)")
@@ -80,7 +114,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[SearchConfig, str | None]
     args = parser.parse_args(argv)
     options = vars(args)
     repeat_run = options.pop("repeat_run")
-    return SearchConfig(**options), repeat_run
+    names = ("role", "worker_id", "oracle_address")
+    cluster = {name: options.pop(name) for name in names}
+    return SearchConfig(**options), repeat_run, cluster
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -94,15 +130,23 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, repeat_run = parse_args(argv)
+    config, repeat_run, cluster = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if repeat_run:
         return _repeat(repeat_run, config)
 
     from contrastive.config import ConfigError
+    from contrastive.distributed import (
+        WorkerResult,
+        set_cluster_environment,
+        stop_on_sigterm,
+    )
 
+    # A stopped process (kill, a scheduler) closes its runs as KILLED, as Ctrl-C does.
+    stop_on_sigterm()
     try:
         config.validate()
+        set_cluster_environment(**cluster)
         from contrastive.search import run_search
 
         result = run_search(config)
@@ -110,6 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input: one clear line, no traceback, nothing trained.
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except SearchFailedError as error:
+        # Every trial's traceback is already an artifact of its run.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    if isinstance(result, WorkerResult):
+        print(
+            f"\nWorker {result.tuner_id} finished: ran trials "
+            f"{', '.join(result.trial_ids) or '(none)'} under search run "
+            f"{result.parent_run_id} of experiment '{result.experiment}'. The chief "
+            f"picks and registers the champion."
+        )
+        return 0
 
     metrics = "  ".join(
         f"{name[5:]}={value:.4f}" for name, value in result.metrics.items()

@@ -130,7 +130,7 @@ def test_a_server_failing_health_is_refused(health_server):
         check_tracking_uri(uri)
 
 
-# Runs and their end states --------------------------------------------------------------
+# Runs and their end states ------------------------------------------------------------
 
 
 def test_child_runs_are_nested_under_their_parent_oldest_first(tracker):
@@ -193,6 +193,17 @@ def test_run_exists_only_in_its_own_experiment(store, tracker):
     assert not tracker.run_exists("0" * 32)
 
 
+def test_a_param_may_be_logged_again_only_with_the_same_value(tracker):
+    run_id = tracker.create_run("params")
+    tracker.log_params(run_id, {"epochs": 2, "seed": 0})
+
+    tracker.log_params(run_id, {"epochs": 2})
+    with pytest.raises(mlflow.exceptions.MlflowException, match="epochs"):
+        tracker.log_params(run_id, {"epochs": 3})
+
+    assert tracker.client.get_run(run_id).data.params == {"epochs": "2", "seed": "0"}
+
+
 def test_non_finite_metrics_are_skipped(tracker):
     run_id = tracker.create_run("metrics")
 
@@ -214,7 +225,7 @@ def test_a_figure_that_fails_is_a_tag_not_an_error(tracker):
     assert tags["plot_errors"] == "plots/broken.png: ValueError: no data to draw"
 
 
-# A wrapper's MLFLOW_RUN_ID --------------------------------------------------------------
+# A wrapper's MLFLOW_RUN_ID ------------------------------------------------------------
 
 
 def test_launcher_run_is_none_without_mlflow_run_id(tracker):
@@ -259,7 +270,7 @@ def test_active_runs_leave_the_wrapper_run_untouched(store, monkeypatch):
     assert client.get_run(trial).data.metrics == {"loss": 0.25}
 
 
-# The epoch callback ----------------------------------------------------------------------
+# The epoch callback -------------------------------------------------------------------
 
 
 def _fit(model, logger, learning_rate: float) -> None:
@@ -310,7 +321,7 @@ def test_two_training_stages_in_one_run_log_apart_without_params(tracker, tmp_pa
     assert {"model_summary.txt", "finetune_model_summary.txt"} <= artifacts
 
 
-# The logged model ------------------------------------------------------------------------
+# The logged model ---------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -325,10 +336,15 @@ def logged(store):
     return tracker, info, model
 
 
-def test_logged_model_has_a_float32_image_signature_and_pinned_requirements(logged, tmp_path):
-    tracker, info, _ = logged
+def _download(info, folder: Path) -> Path:
+    local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(folder))
+    return Path(local)
 
-    folder = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path)))
+
+def test_logged_model_has_a_float32_signature_and_pinned_requirements(logged, tmp_path):
+    _, info, _ = logged
+
+    folder = _download(info, tmp_path)
 
     inputs = info.signature.inputs.to_dict()[0]
     assert inputs["type"] == "tensor"
@@ -340,22 +356,24 @@ def test_logged_model_has_a_float32_image_signature_and_pinned_requirements(logg
 
 
 def test_logged_model_loads_with_safe_mode_and_holds_no_pickle(logged, tmp_path):
-    tracker, info, model = logged
-    folder = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path)))
+    _, info, model = logged
+    folder = _download(info, tmp_path)
     flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["keras"]
-    images = np.random.default_rng(1).uniform(0, 16, size=(5, 8, 8, 1)).astype("float32")
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 16, size=(5, 8, 8, 1)).astype("float32")
 
     (saved,) = folder.rglob("*.keras")
     loaded = keras.saving.load_model(saved, safe_mode=True)
 
     assert not flavor.get("save_exported_model")
-    assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+    pickles = [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle")]
+    assert pickles == []
     np.testing.assert_allclose(
         loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
     )
 
 
-# The registry and the promotion rule ------------------------------------------------------
+# The registry and the promotion rule --------------------------------------------------
 
 
 def _register(logged, name, accuracy, *, promote="better", digest=DIGEST):
@@ -375,7 +393,8 @@ def _champion(logged, name) -> str:
 def test_first_version_takes_the_alias(logged):
     version, promoted, reason = _register(logged, "first", 0.5)
 
-    assert (str(version.version), promoted, reason) == ("1", True, "there was no champion yet")
+    assert (str(version.version), promoted) == ("1", True)
+    assert reason == "there was no champion yet"
     assert _champion(logged, "first") == "1"
 
 
@@ -385,7 +404,9 @@ def test_a_worse_version_is_registered_without_the_alias(logged):
     version, promoted, reason = _register(logged, "worse", 0.6)
 
     assert str(version.version) == "2" and promoted is False
-    assert reason == "test_accuracy 0.6000 does not beat the champion's 0.8000 (version 1)"
+    assert reason == (
+        "test_accuracy 0.6000 does not beat the champion's 0.8000 (version 1)"
+    )
     assert _champion(logged, "worse") == "1"
 
 
@@ -447,10 +468,12 @@ def test_a_champion_without_the_metric_keeps_the_alias(logged):
 def test_an_unknown_promote_rule_is_refused_before_registering(logged):
     tracker = logged[0]
 
-    with pytest.raises(ValueError, match="promote must be one of better, always, never"):
+    allowed = "one of better, always, never; received promote='sometimes'"
+    with pytest.raises(ValueError, match=allowed):
         _register(logged, "bad-rule", 0.5, promote="sometimes")
 
-    assert not tracker.client.search_registered_models(filter_string="name = 'bad-rule'")
+    found = tracker.client.search_registered_models(filter_string="name = 'bad-rule'")
+    assert found == []
 
 
 def test_better_needs_a_finite_metric_tag(logged):
@@ -467,7 +490,9 @@ def test_each_version_records_its_tags_description_and_promotion(logged):
     second = tracker.client.get_model_version("recorded", "2")
 
     assert (first.tags["promoted"], second.tags["promoted"]) == ("True", "False")
-    assert second.tags["promotion"].endswith("does not beat the champion's 0.8000 (version 1)")
+    assert second.tags["promotion"].endswith(
+        "does not beat the champion's 0.8000 (version 1)"
+    )
     assert second.tags["dataset_digest"] == DIGEST
     assert second.tags["test_accuracy"] == "0.4"
     assert second.description == "accuracy 0.4"

@@ -7,9 +7,15 @@ temporary folder, on digits, with small search spaces written next to it:
   larger ``--max-trials``; then a worse search with ``--overwrite`` into the same store
   and under the same model name, which must not take the champion alias;
 - a Bayesian search launched under a wrapper's ``MLFLOW_RUN_ID``, where one trial
-  diverges (temperature 1e-25 makes the contrastive loss NaN at the first step) and one
-  raises (its checkpoint path is blocked by a folder, so Keras cannot write the weights);
-- a search whose every trial diverges.
+  diverges (temperature 1e-25 makes the contrastive loss NaN within the first steps)
+  and one raises (a folder blocks its checkpoint path, so Keras cannot write the
+  weights: the error a full or read-only disk gives);
+- searches whose every trial diverges (ended by "no trial completed", and by Keras
+  Tuner's limit of failures in a row).
+
+Bad configurations (a bad search space, a dataset no model can be built for, a resume
+with other settings or into another store) are run in this process: they must stop
+before any training, so they cost no more than loading the data.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ STALLED_SPACE = FAST_SPACE.replace('values = [8, 16]', 'values = [8]').replace(
     "value = 0.03", "value = 1e-7"
 )
 
-# Half the temperatures make the loss NaN at the first step.
+# One temperature of the two makes the loss NaN within the first steps.
 DIVERGING_SPACE = FAST_SPACE.replace(
     '[temperature]\nkind = "fixed"\nvalue = 0.1',
     '[temperature]\nkind = "choice"\nvalues = [0.1, 1e-25]',
@@ -112,7 +118,9 @@ def tune(
         text=True, timeout=600,
     )
     if check and done.returncode != 0:
-        raise AssertionError(f"tune.py failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise AssertionError(
+            f"tune.py failed ({done.returncode}):\n{done.stderr[-4000:]}"
+        )
     return done
 
 
@@ -139,7 +147,8 @@ def _trial_status(database: Path, trial_id: str) -> str | None:
             sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)
         ) as connection:
             row = connection.execute(
-                "SELECT runs.status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                "SELECT runs.status FROM runs "
+                "JOIN tags ON tags.run_uuid = runs.run_uuid "
                 "WHERE tags.key = 'trial_id' AND tags.value = ?",
                 (trial_id,),
             ).fetchone()
@@ -156,12 +165,16 @@ def _trials(runs: list, parent_id: str) -> list:
     return [r for r in _children(runs, parent_id) if "trial_id" in r.data.tags]
 
 
-def _leaderboard(client: MlflowClient, run_id: str, tmp: Path) -> list[dict]:
-    path = client.download_artifacts(run_id, "leaderboard.csv", str(tmp))
-    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
+def _artifact(client: MlflowClient, run_id: str, path: str, folder: Path) -> str:
+    return Path(client.download_artifacts(run_id, path, str(folder))).read_text()
 
 
-# Killed with SIGKILL, then resumed -------------------------------------------------------
+def _leaderboard(client: MlflowClient, run_id: str, folder: Path) -> list[dict]:
+    text = _artifact(client, run_id, "leaderboard.csv", folder)
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# Killed with SIGKILL, then resumed ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +225,15 @@ def _by_trial(runs: list) -> dict[str, list]:
     return found
 
 
+def _trial(runs: list, trial_id: str):
+    (run,) = [r for r in runs if r.data.tags.get("trial_id") == trial_id]
+    return run
+
+
 def test_kill_leaves_the_trial_and_search_runs_running(resumed):
-    statuses = {r.data.tags.get("trial_id", "search"): r.info.status for r in resumed["before"]}
+    statuses = {
+        r.data.tags.get("trial_id", "search"): r.info.status for r in resumed["before"]
+    }
 
     assert statuses == {"search": "RUNNING", "0": "FINISHED", "1": "RUNNING"}
 
@@ -227,7 +247,7 @@ def test_resume_records_under_the_same_search_run_and_finishes_it(resumed):
 
 
 def test_resume_does_not_repeat_finished_trials(resumed):
-    (trial_0_before,) = [r for r in resumed["before"] if r.data.tags.get("trial_id") == "0"]
+    trial_0_before = _trial(resumed["before"], "0")
 
     runs = _by_trial(resumed["children"])["0"]
 
@@ -236,7 +256,7 @@ def test_resume_does_not_repeat_finished_trials(resumed):
 
 
 def test_the_interrupted_trial_is_closed_killed_and_rerun_in_a_new_run(resumed):
-    (killed_before,) = [r for r in resumed["before"] if r.data.tags.get("trial_id") == "1"]
+    killed_before = _trial(resumed["before"], "1")
 
     killed, rerun = _by_trial(resumed["children"])["1"]
 
@@ -259,10 +279,10 @@ def test_no_run_is_left_running_after_resume(resumed):
 def test_leaderboard_lists_each_trial_once_with_its_metrics(resumed, tmp_path):
     parent = resumed["parents"][0]
 
-    rows = _leaderboard(resumed["client"], parent.info.run_id, tmp_path)
-    markdown = Path(
-        resumed["client"].download_artifacts(parent.info.run_id, "leaderboard.md", str(tmp_path))
-    ).read_text()
+    client, run_id = resumed["client"], parent.info.run_id
+
+    rows = _leaderboard(client, run_id, tmp_path)
+    markdown = _artifact(client, run_id, "leaderboard.md", tmp_path)
 
     assert sorted(row["trial"] for row in rows) == ["0", "1", "2"]
     assert {row["status"] for row in rows} == {"COMPLETED"}
@@ -271,7 +291,8 @@ def test_leaderboard_lists_each_trial_once_with_its_metrics(resumed, tmp_path):
         assert 0.0 <= float(row["val_accuracy"]) <= 1.0
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
     assert rows[0]["run_id"] == parent.data.tags["best_run_id"]
-    assert markdown.splitlines()[0].startswith("| trial | status | run_id | val_accuracy |")
+    header = "| trial | status | run_id | val_accuracy |"
+    assert markdown.splitlines()[0].startswith(header)
     assert len(markdown.splitlines()) == 2 + 3
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(
         float(rows[0]["val_accuracy"])
@@ -288,7 +309,8 @@ def test_resuming_with_other_settings_is_refused_before_training(resumed, tmp_pa
         tracking_uri=_uri(tmp), tuner_dir=str(tmp / "tuner"), verbose=0,
     )
 
-    with pytest.raises(ConfigError, match=r"Cannot resume the search of run \w+ .*seed '0' -> '7'"):
+    refused = r"Cannot resume the search of run \w+ .*seed '0' -> '7'"
+    with pytest.raises(ConfigError, match=refused):
         run_search(config)
 
     assert len(_runs(tmp)) == len(resumed["after"])
@@ -303,13 +325,14 @@ def test_resuming_into_another_store_is_refused_before_training(resumed, tmp_pat
         tracking_uri=_uri(tmp_path), tuner_dir=str(resumed["tmp"] / "tuner"), verbose=0,
     )
 
-    with pytest.raises(ConfigError, match="holds a search whose run .* is not in experiment"):
+    refused = "holds a search whose run .* is not in experiment"
+    with pytest.raises(ConfigError, match=refused):
         run_search(config)
 
     assert _runs(tmp_path) == []
 
 
-# A worse search into the same store ----------------------------------------------------
+# A worse search into the same store ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +355,8 @@ def overwritten(resumed):
     runs = _runs(tmp)
     known = {resumed["parents"][0].info.run_id, stale}
     (new_parent,) = [
-        r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.run_id not in known
+        r for r in runs
+        if "mlflow.parentRunId" not in r.data.tags and r.info.run_id not in known
     ]
     return {"out": done.stdout + done.stderr, "parent": new_parent, "runs": runs,
             "client": client, "stale": (stale, stale_trial), "state": state,
@@ -392,10 +416,11 @@ def test_each_version_carries_what_is_needed_to_trust_it(overwritten):
     assert tags["search_run_id"] == overwritten["parent"].info.run_id
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "unknown"
     assert tags["version_keras"] and tags["version_mlflow"]
-    assert "digits" in version.description and "label fraction 0.1" in version.description
+    assert "digits" in version.description
+    assert "label fraction 0.1" in version.description
 
 
-# Failing trials under a wrapper's MLFLOW_RUN_ID ------------------------------------------
+# Failing trials under a wrapper's MLFLOW_RUN_ID ---------------------------------------
 
 # Keras Tuner writes a trial's best weights here; a folder in the way makes it raise.
 BLOCKED_TRIAL = "0"
@@ -408,24 +433,29 @@ def failing(tmp_path_factory):
     experiment = client.create_experiment(
         "contrastive", artifact_location=(tmp / "artifacts").as_uri()
     )
-    wrapper = client.create_run(experiment, tags={"mlflow.runName": "wrapper", "by": "test"})
+    wrapper = client.create_run(
+        experiment, tags={"mlflow.runName": "wrapper", "by": "test"}
+    )
     wrapper_id = wrapper.info.run_id
     client.log_param(wrapper_id, "entry_point", "main")
     wrapper_before = client.get_run(wrapper_id)
-    blocked = tmp / "tuner" / "contrastive" / f"trial_{BLOCKED_TRIAL}" / "checkpoint.weights.h5"
-    blocked.mkdir(parents=True)
+    trial_folder = tmp / "tuner" / "contrastive" / f"trial_{BLOCKED_TRIAL}"
+    (trial_folder / "checkpoint.weights.h5").mkdir(parents=True)
 
+    space = _space(tmp, "diverging", DIVERGING_SPACE)
     done = tune(
-        tmp, "--search-space", _space(tmp, "diverging", DIVERGING_SPACE), "--tuner",
-        "bayesian", "--epochs", "1", "--max-trials", "3", env=_env(MLFLOW_RUN_ID=wrapper_id),
+        tmp, "--search-space", space, "--tuner", "bayesian", "--epochs", "1",
+        "--max-trials", "3", env=_env(MLFLOW_RUN_ID=wrapper_id),
     )
     runs = _runs(tmp)
     (search,) = _children(runs, wrapper_id)
     trials = {r.data.tags["trial_id"]: r for r in _trials(runs, search.info.run_id)}
-    diverged = [t for t in trials.values() if float(t.data.params["temperature"]) < 1e-20]
-    return {"tmp": tmp, "client": client, "out": done.stdout + done.stderr, "runs": runs,
-            "wrapper_before": wrapper_before, "search": search, "trials": trials,
-            "diverged": diverged}
+    diverged = [
+        t for t in trials.values() if float(t.data.params["temperature"]) < 1e-20
+    ]
+    return {"tmp": tmp, "client": client, "out": done.stdout + done.stderr,
+            "runs": runs, "wrapper_before": wrapper_before, "search": search,
+            "trials": trials, "diverged": diverged}
 
 
 def test_the_setup_has_one_diverging_one_raising_and_one_good_trial(failing):
@@ -441,21 +471,23 @@ def test_the_setup_has_one_diverging_one_raising_and_one_good_trial(failing):
 def test_a_diverging_trial_is_failed_with_its_reason(failing, tmp_path):
     (run,) = failing["diverged"]
 
-    traceback = Path(
-        failing["client"].download_artifacts(run.info.run_id, "failure/traceback.txt", str(tmp_path))
-    ).read_text()
+    traceback = _artifact(
+        failing["client"], run.info.run_id, "failure/traceback.txt", tmp_path
+    )
 
     assert run.info.status == "FAILED"
     assert re.match(DIVERGED, run.data.tags["failure"])
     assert "raise TrialDiverged(" in traceback
 
 
-def test_a_raising_trial_is_failed_with_its_traceback_and_the_search_goes_on(failing, tmp_path):
+def test_a_raising_trial_is_failed_with_its_traceback_and_the_search_goes_on(
+    failing, tmp_path
+):
     run = failing["trials"][BLOCKED_TRIAL]
 
-    traceback = Path(
-        failing["client"].download_artifacts(run.info.run_id, "failure/traceback.txt", str(tmp_path))
-    ).read_text()
+    traceback = _artifact(
+        failing["client"], run.info.run_id, "failure/traceback.txt", tmp_path
+    )
 
     assert run.info.status == "FAILED"
     assert "checkpoint.weights.h5" in traceback and "Traceback" in traceback
@@ -465,7 +497,8 @@ def test_a_raising_trial_is_failed_with_its_traceback_and_the_search_goes_on(fai
 
 def test_failed_trials_are_never_best_nor_registered(failing):
     client = failing["client"]
-    failed = {t.info.run_id for t in failing["trials"].values() if t.info.status == "FAILED"}
+    trials = failing["trials"].values()
+    failed = {t.info.run_id for t in trials if t.info.status == "FAILED"}
     (good,) = [t for t in failing["trials"].values() if t.info.status == "FINISHED"]
 
     version = client.get_model_version_by_alias(MODEL, "champion")
@@ -530,7 +563,8 @@ def all_failed(tmp_path_factory):
 def test_a_search_where_every_trial_fails_ends_with_a_clear_error(all_failed):
     done = all_failed["done"]
 
-    assert done.returncode != 0
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
     assert re.search("No trial completed, so no model was registered. Last failure: "
                      + DIVERGED, done.stderr)
     assert "(tag 'failure', artifact failure/traceback.txt)" in done.stderr
@@ -538,14 +572,37 @@ def test_a_search_where_every_trial_fails_ends_with_a_clear_error(all_failed):
 
 def test_a_search_where_every_trial_fails_leaves_no_run_running(all_failed):
     statuses = sorted(
-        (r.data.tags.get("trial_id", "search"), r.info.status) for r in all_failed["runs"]
+        (r.data.tags.get("trial_id", "search"), r.info.status)
+        for r in all_failed["runs"]
     )
 
     assert statuses == [("0", "FAILED"), ("1", "FAILED"), ("search", "FAILED")]
     assert all_failed["client"].search_registered_models() == []
 
 
-# Bad configuration -----------------------------------------------------------------------
+def test_failures_in_a_row_stop_the_search_with_a_clear_error(tmp_path):
+    from contrastive.config import SearchConfig
+    from contrastive.search import SearchFailedError, run_search
+
+    space = _space(tmp_path, "always-diverging", ALWAYS_DIVERGING_SPACE)
+    config = SearchConfig(
+        search_space=space, epochs=1, max_trials=5, tracking_uri=_uri(tmp_path),
+        tuner_dir=str(tmp_path / "tuner"), verbose=0, baseline=False,
+    )
+
+    stopped = "The search stopped: 3 trials failed in a row. Last failure: " + DIVERGED
+    with pytest.raises(SearchFailedError, match=stopped):
+        run_search(config)
+
+    statuses = sorted(
+        (r.data.tags.get("trial_id", "search"), r.info.status) for r in _runs(tmp_path)
+    )
+    assert statuses == [
+        ("0", "FAILED"), ("1", "FAILED"), ("2", "FAILED"), ("search", "FAILED")
+    ]
+
+
+# Bad configuration --------------------------------------------------------------------
 
 
 def test_a_bad_search_space_stops_the_search_before_anything_is_written(tmp_path):
@@ -555,7 +612,8 @@ def test_a_bad_search_space_stops_the_search_before_anything_is_written(tmp_path
 
     space = _space(tmp_path, "bad", FAST_SPACE.replace("value = 0.1", "value = 0.0"))
     config = SearchConfig(
-        search_space=space, tracking_uri=_uri(tmp_path), tuner_dir=str(tmp_path / "tuner")
+        search_space=space, tracking_uri=_uri(tmp_path),
+        tuner_dir=str(tmp_path / "tuner"),
     )
 
     with pytest.raises(SearchSpaceError, match="temperature"):
@@ -581,8 +639,8 @@ def test_a_dataset_no_model_can_be_built_for_stops_the_search_at_once(tmp_path):
 
     with pytest.raises(
         ConfigError,
-        match=r"No model can be built for dataset 'tiny' \(images \(2, 2, 1\)\) with search "
-              r"space quick.toml: images must be at least 4x4 pixels",
+        match=r"No model can be built for dataset 'tiny' \(images \(2, 2, 1\)\) "
+              r"with search space quick.toml: images must be at least 4x4 pixels",
     ):
         run_search(config)
 

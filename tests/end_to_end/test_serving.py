@@ -38,7 +38,7 @@ MODEL_URI = f"models:/{MODEL}@champion"
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
-    """Registers a one-epoch classifier as champion; returns the store and test images."""
+    """Registers a one-epoch classifier as champion; returns the store and images."""
     import keras_tuner
 
     from contrastive.data import load_dataset
@@ -65,9 +65,10 @@ def champion(tmp_path_factory):
         metadata={"class_names": list(dataset.class_names),
                   "value_range": list(dataset.value_range)},
     )
+    tags = {"dataset_digest": dataset.digest, "test_accuracy": 0.5}
     _, promoted, _ = tracker.register(
-        info.model_uri, MODEL, tags={"dataset_digest": dataset.digest, "test_accuracy": 0.5},
-        description="served in a test", metric="test_accuracy",
+        info.model_uri, MODEL, tags=tags, description="served in a test",
+        metric="test_accuracy",
     )
     assert promoted
     images = dataset.x_test[:16]
@@ -103,7 +104,9 @@ def server(champion):
         "MLFLOW_TRACKING_URI": champion["uri"],
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # The server starts uvicorn by name: it must be this environment's.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": os.pathsep.join(
+            [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
     }
     env.pop("MLFLOW_RUN_ID", None)
     log_path = tmp / "serve.log"
@@ -154,8 +157,6 @@ def _stop(process: subprocess.Popen) -> None:
         pass
 
 
-# Keras notes that MLflow's pyfunc passes the one input unnamed; the numbers are the same.
-@pytest.mark.filterwarnings("ignore:The structure of `inputs` doesn't match")
 def test_served_champion_answers_like_the_model_in_process(champion, server):
     import mlflow
 

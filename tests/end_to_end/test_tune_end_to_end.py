@@ -50,7 +50,7 @@ def search(tmp_path_factory):
     experiment = client.get_experiment_by_name("contrastive")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    children = [r for r in runs if "trial_id" in r.data.tags]
     return {"tmp": tmp, "out": done.stdout, "client": client, "parents": parents,
             "children": children}
 
