@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,31 +46,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
-    """A finished 2-trial search with every run's artifacts downloaded."""
-    tmp = tmp_path_factory.mktemp("artifacts")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_RUN_ID", None)
-    command = [
-        sys.executable, str(REPO / "scripts" / "tune.py"),
-        "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-        "--tuner-dir", str(tmp / "tuner"), "--verbose", "0",
-        "--max-trials", "2", "--epochs", "2", "--search-space", "quick",
-    ]
-    done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("contrastive")
-    runs = client.search_runs([experiment.experiment_id])
-    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+def search(quick_search):
+    """The shared 2-trial search, with every run's artifacts downloaded."""
+    tmp = quick_search["tmp"]
+    client = quick_search["client"]
+    parent = quick_search["parent"]
     # Trial runs carry Keras Tuner's trial id; other nested runs (a baseline) do not.
-    trials = [r for r in runs if "trial_id" in r.data.tags]
+    trials = quick_search["trials"]
     folders = {}
     for run in [parent, *trials]:
-        folder = tmp / "downloads" / run.info.run_id
+        folder = tmp / "artifact-downloads" / run.info.run_id
         folder.mkdir(parents=True)
         client.download_artifacts(run.info.run_id, "", str(folder))
         folders[run.info.run_id] = folder

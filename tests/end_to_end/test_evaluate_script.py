@@ -53,12 +53,9 @@ def _evaluation_runs(client) -> list:
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """A short search, then evaluate.py with its defaults on the champion."""
-    tmp = tmp_path_factory.mktemp("evaluate")
-    tuned = _script("tune.py", tmp, "--tuner-dir", str(tmp / "tuner"), "--verbose", "0",
-                    "--max-trials", "2", "--epochs", "2", "--search-space", "quick")
-    assert tuned.returncode == 0, tuned.stderr[-4000:]
+def evaluated(quick_search):
+    """The shared short search, then evaluate.py with its defaults on the champion."""
+    tmp = quick_search["tmp"]
     done = _script("evaluate.py", tmp)
     assert done.returncode == 0, done.stderr[-4000:]
 

@@ -43,16 +43,9 @@ def tune(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("search")
-    done = tune(tmp, "--max-trials", "2", "--epochs", str(EPOCHS), "--search-space", "quick")
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("contrastive")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "trial_id" in r.data.tags]
-    return {"tmp": tmp, "out": done.stdout, "client": client, "parents": parents,
-            "children": children}
+def search(quick_search):
+    return {**quick_search, "parents": [quick_search["parent"]],
+            "children": quick_search["trials"]}
 
 
 def test_one_parent_run_with_search_tags(search):
