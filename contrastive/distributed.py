@@ -84,6 +84,9 @@ _SAME_TAGS = ("dataset_digest", "search_space_digest")
 # How often a waiting worker looks again for the chief's files.
 _POLL_S = 0.5
 
+# The strategies made in this process, by name (see `make_strategy`).
+_STRATEGIES: dict[str, Any] = {}
+
 
 class ClusterError(ConfigError):
     """A chief or worker that cannot take part in the search; the message says why."""
@@ -124,6 +127,9 @@ class Cluster:
 
     def check(self, config: SearchConfig) -> None:
         """Refuses the settings that this role cannot use, before anything runs.
+
+        Args:
+            config: The search's settings.
 
         Raises:
             ClusterError: For ``parent_run_id`` outside a worker, and for ``overwrite``
@@ -308,6 +314,9 @@ def check_oracle_port(cluster: Cluster) -> None:
     Keras Tuner would find out only when the search starts, after the search run and the
     experiment are made.
 
+    Args:
+        cluster: This process's `Cluster`; only the chief's port is checked.
+
     Raises:
         ClusterError: When the chief cannot listen on its oracle address.
     """
@@ -335,6 +344,10 @@ def check_store(cluster: Cluster, tracking_uri: str) -> None:
     reached by several processes gives "database is locked" errors, and its artifacts
     are out of reach of other machines. `mlflow server` in front of the database is
     the shared store (see the README).
+
+    Args:
+        cluster: This process's `Cluster`; a single process is never warned.
+        tracking_uri: The resolved tracking URI.
     """
     if cluster.role == "single":
         return
@@ -519,7 +532,17 @@ class WorkerResult:
 
 
 def worker_result(tracker, cluster: Cluster, parent_run_id: str) -> WorkerResult:
-    """The `WorkerResult` of a worker whose search has ended, read from MLflow."""
+    """The `WorkerResult` of a worker whose search has ended, read from MLflow.
+
+    Args:
+        tracker: The worker's `contrastive.tracking.Tracker`.
+        cluster: The worker's `Cluster`.
+        parent_run_id: The search run it joined.
+
+    Returns:
+        The trials nested under ``parent_run_id`` whose tag ``tuner_id`` is this
+        worker's, including those of an earlier process with the same id.
+    """
     trial_ids = sorted({
         run.data.tags["trial_id"]
         for run in tracker.child_runs(parent_run_id)
@@ -547,6 +570,11 @@ def make_strategy(name: str) -> Any:
     global batch is split between the replicas, so each replica's contrastive losses
     see only its own share of the batch (fewer negatives per anchor).
 
+    A process gets one `MirroredStrategy`, made on the first call and returned by the
+    later ones: a second one over the same devices makes TensorFlow's collective ops
+    fail ("Shape mismatch in the collective instance"), while one strategy trains any
+    number of models.
+
     Args:
         name: ``"none"`` or ``"mirrored"``.
 
@@ -562,6 +590,8 @@ def make_strategy(name: str) -> Any:
         )
     if name == "none":
         return None
+    if name in _STRATEGIES:
+        return _STRATEGIES[name]
 
     import tensorflow as tf
 
@@ -575,6 +605,7 @@ def make_strategy(name: str) -> Any:
     )
     if strategy.num_replicas_in_sync == 1:
         logger.warning("--strategy mirrored found one device only: no speed-up")
+    _STRATEGIES[name] = strategy
     return strategy
 
 

@@ -1,11 +1,12 @@
 """Encoders: small convolutional networks that map an image to its embedding.
 
-The encoder is what contrastive training is for: its output (the embedding) is what the
-classifier reads, what k-NN and linear probes score, and what ``embed`` returns downstream.
-Its width is a hyperparameter; its depth follows the image size, so one builder serves 8x8
-digits and 32x32 photos alike. Images of 24 pixels a side or more first pass a strided
-convolution (a "stem") that halves their resolution: on a CPU the full-resolution block
-would otherwise cost most of a step, and digit strokes survive the halving.
+The encoder is what contrastive training is for: its output (the embedding) is what
+the classifier reads, what k-NN and linear probes score, and what ``embed`` returns
+downstream. Its width is a hyperparameter; its depth follows the image size, so one
+builder serves 8x8 digits and 32x32 photos alike. Images of 24 pixels a side or more
+first pass a strided convolution (a "stem") that halves their resolution: on a CPU the
+full-resolution block would otherwise cost most of a step, and digit strokes survive
+the halving.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import keras  # noqa: E402
 
 __all__ = ["conv_encoder"]
 
-# Keras' default momentum (0.99) needs hundreds of steps before the moving statistics match
-# the data; a small labelled set gives a few steps an epoch, and inference then runs on
-# statistics that are still mostly the initial ones. 0.9 settles within tens of steps.
+# Keras' default momentum (0.99) needs hundreds of steps before the moving statistics
+# match the data; a small labelled set gives a few steps an epoch, and inference then
+# runs on statistics that are still mostly the initial ones. 0.9 settles within tens of
+# steps.
 _BN_MOMENTUM = 0.9
 
 # From this side length on, a stride-2 stem halves the image before the first block. On
@@ -35,10 +37,10 @@ def conv_encoder(
 ) -> keras.Model:
     """Builds a VGG-style encoder: blocks of two 3x3 convolutions, then pooling.
 
-    Each block doubles the filters and halves the resolution; there are as many blocks as
-    fit the image (two for 8x8, three from 16x16 up). Images of 24 pixels a side or more
-    first pass a stride-2 3x3 convolution with ``width`` filters (the stem). Global average
-    pooling gives an embedding of ``width * 2 ** (blocks - 1)`` values.
+    Each block doubles the filters and halves the resolution; there are as many blocks
+    as fit the image (two for 8x8, three from 16x16 up). Images of 24 pixels a side or
+    more first pass a stride-2 3x3 convolution with ``width`` filters (the stem). Global
+    average pooling gives an embedding of ``width * 2 ** (blocks - 1)`` values.
 
     Args:
         input_shape: ``(height, width, channels)`` of images rescaled to [0, 1].

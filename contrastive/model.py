@@ -234,11 +234,8 @@ class ContrastiveModel(keras.Model):
         self.loss_weight = float(loss_weight)
         self.encoder.trainable = train_encoder
         self.projector.trainable = train_encoder
-        # The new optimizer's variables must live where the model's do (mirrored on
-        # every replica under a tf.distribute strategy).
-        with self.distribute_strategy.scope():
-            self.compile(optimizer=keras.optimizers.Adam(learning_rate))
-            self.optimizer.build(self.trainable_variables)
+        self.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        self.optimizer.build(self.trainable_variables)
 
     def build_from_shape(self, input_shape: tuple[int, int, int]) -> None:
         """Creates every variable, so that weights can be saved before the first step."""

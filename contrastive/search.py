@@ -209,6 +209,13 @@ def run_search(config: SearchConfig) -> SearchResult | WorkerResult:
             tracker.set_terminated(parent_run_id, "KILLED")
         raise
     except Exception as error:
+        if cluster.is_worker and "Number of consecutive failures" in str(error):
+            # The chief's oracle refused the trial's end over gRPC; it keeps waiting.
+            raise SearchFailedError(
+                f"The search stopped: the chief counts too many trials failed in a "
+                f"row. {_failures(tracker, parent_run_id)} The chief keeps waiting for "
+                f"trials: stop it (Ctrl-C) once the other workers have stopped."
+            ) from error
         if cluster.is_worker:
             raise
         # Whatever stopped the search, no run of it is left RUNNING.

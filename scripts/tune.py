@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         set_cluster_environment,
         stop_on_sigterm,
     )
+    from contrastive.search import SearchFailedError
 
     # A stopped process (kill, a scheduler) closes its runs as KILLED, as Ctrl-C does.
     stop_on_sigterm()

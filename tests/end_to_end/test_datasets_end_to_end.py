@@ -65,6 +65,8 @@ def test_mnist_5k_scored_on_the_official_test_set(tmp_path):
 
 
 def test_mnist_5k_alone(tmp_path):
+    if (SHARED / "mnist").is_dir():
+        pytest.skip("covered by the search scored on the official test set")
     check(short_search(tmp_path, "--dataset", "mnist-5k", "--limit", "600"), "mnist-5k", 10)
 
 

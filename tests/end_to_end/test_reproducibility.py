@@ -55,7 +55,8 @@ def champion_tags(folder: Path) -> dict:
     return client.get_model_version_by_alias("contrastive-classifier", "champion").tags
 
 
-SEARCH = ("--search-space", "quick", "--max-trials", "2", "--epochs", "2", "--deterministic")
+SEARCH = ("--search-space", "quick", "--max-trials", "2", "--epochs", "1", "--deterministic",
+          "--no-baseline")
 
 
 @pytest.fixture(scope="module")
