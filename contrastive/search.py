@@ -29,7 +29,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path

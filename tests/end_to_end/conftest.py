@@ -35,6 +35,12 @@ def run_tune(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def tune_script():
+    """`run_tune`, for tests that run scripts/tune.py themselves."""
+    return run_tune
+
+
+@pytest.fixture(scope="session")
 def quick_search(tmp_path_factory) -> dict:
     """A finished 2-trial, 2-epoch search of the ``quick`` space on digits.
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from contrastive.evaluation import METRIC_NAMES

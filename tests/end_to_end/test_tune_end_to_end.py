@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 2
@@ -23,23 +22,6 @@ TEST_METRICS = ("test_accuracy", "test_precision_macro", "test_recall_macro", "t
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.slow
-
-
-def tune(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("MLFLOW_RUN_ID", None)
-    command = [
-        sys.executable, str(REPO / "scripts" / "tune.py"),
-        "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-        "--tuner-dir", str(tmp / "tuner"),
-        "--verbose", "0",
-        *args,
-    ]
-    done = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
-    if check and done.returncode != 0:
-        raise AssertionError(f"tune.py failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +138,8 @@ def test_fresh_process_loads_the_champion_with_keras_and_pyfunc(search):
         (["--search-space", "missing.toml"], "Search-space file not found: 'missing.toml'"),
     ],
 )
-def test_bad_input_fails_fast_and_writes_nothing(tmp_path, args, message):
-    done = tune(tmp_path, *args, check=False)
+def test_bad_input_fails_fast_and_writes_nothing(tmp_path, tune_script, args, message):
+    done = tune_script(tmp_path, *args)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
