@@ -63,7 +63,9 @@ def augmenter(
         raise ValueError(f"strength must be >= 0; received strength={strength}.")
     layers = [keras.Input(shape=input_shape)]
     if strength == 0:
-        return keras.Sequential(layers, name=name)
+        # An empty Sequential cannot be called on a batch of another size than the one
+        # it was first built on; an identity layer makes it an ordinary model.
+        return keras.Sequential([*layers, keras.layers.Identity()], name=name)
 
     def layer_seed(offset: int) -> int | None:
         return None if seed is None else seed + offset

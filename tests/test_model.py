@@ -133,6 +133,21 @@ def test_color_pipeline_keeps_shape_and_range():
     assert not np.allclose(out, images)
 
 
+def test_strength_zero_is_the_identity_on_batches_of_any_size(digits):
+    x = digits[0] / 16.0
+    views = augmenter(SHAPE, 0.0, seed=0)
+    for size in (2, 7):
+        np.testing.assert_array_equal(views(x[:size], training=True).numpy(), x[:size])
+    encoder = conv_encoder(SHAPE, width=8)
+    dim = encoder.output_shape[-1]
+    model = ContrastiveModel(
+        encoder, projection_head(dim, 16, 1), classification_head(dim, 10),
+        views, (0.0, 16.0), loss_weight=0.8,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.003))
+    model.build_from_shape(SHAPE)  # a batch of 4: neither 2 nor 7
+
+
 def test_prediction_and_embeddings_are_deterministic(digits):
     x, _ = digits
     inference = make_model().inference_model()
