@@ -910,7 +910,7 @@ def assess_model(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from contrastive.tracking import check_tracking_uri, resolve_tracking_uri
+    from contrastive.stores import check_tracking_uri, resolve_tracking_uri
 
     store = resolve_tracking_uri(tracking_uri)
     check_tracking_uri(store)

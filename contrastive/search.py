@@ -112,7 +112,7 @@ def run_search(config: SearchConfig) -> SearchResult | WorkerResult:
     distributed.check_oracle_port(cluster)
 
     from contrastive.search_space import load_search_space
-    from contrastive.tracking import check_tracking_uri, resolve_tracking_uri
+    from contrastive.stores import check_tracking_uri, resolve_tracking_uri
 
     space = load_search_space(config.search_space)
     tracking_uri = resolve_tracking_uri(config.tracking_uri)

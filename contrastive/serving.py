@@ -89,7 +89,7 @@ def load_classifier(model_uri: str, tracking_uri: str | None = None) -> Classifi
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import mlflow
 
-    from contrastive.tracking import resolve_tracking_uri
+    from contrastive.stores import resolve_tracking_uri
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     info = mlflow.models.get_model_info(model_uri)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from contrastive.assessment import assess_model
     from contrastive.data import DataError
-    from contrastive.tracking import TrackingError
+    from contrastive.stores import TrackingError
 
     try:
         result = assess_model(

@@ -148,11 +148,17 @@ def test_bad_input_fails_fast_and_writes_nothing(tmp_path, tune_script, args, me
 
 
 def test_unusable_tracking_uri_fails_fast(tmp_path):
+    # -X importtime lists every module imported: the URI is refused before MLflow and
+    # TensorFlow (seconds of imports) are loaded.
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "tune.py"),
+        [sys.executable, "-X", "importtime", str(REPO / "scripts" / "tune.py"),
          "--tracking-uri", f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "--tracking-uri" in done.stderr
     assert not (tmp_path / "missing").exists()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "json" in imported  # the listing is there
+    assert not imported & {"tensorflow", "keras", "mlflow"}
