@@ -364,7 +364,7 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
     runs = _runs_by_trial(tracker, parent_run_id)
     best_run = runs[best.trial_id]
 
-    model = tuner.load_model(best)
+    model = tuner.best_epoch_model(best)
     inference = model.inference_model()
     champion = evaluate_model(
         inference, dataset.x_test, dataset.y_test, dataset.x_labeled, dataset.y_labeled,

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import traceback
+import warnings
 import zlib
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -121,6 +122,31 @@ class TrackedTrials:
             ) from error
         return histories
 
+    def _try_build(self, hp):
+        # Remembered so that `_report` scores the trained model itself: Keras Tuner's
+        # `load_model` would clear the session and build a second model first
+        # (about 1.4 s a trial on digits; benchmarks/performance.py).
+        self._trained_model = super()._try_build(hp)
+        return self._trained_model
+
+    def best_epoch_model(self, trial, *, reuse: bool = False):
+        """The trial's model with the weights of its best epoch (Keras Tuner's checkpoint).
+
+        Args:
+            trial: A trial of this search.
+            reuse: Load the checkpoint into the model the trial just trained instead of
+                building a new one. Only `run_trial` may pass True. Defaults to False.
+        """
+        # Only the layers' weights matter here. A two-stage trial saved the optimizer
+        # of the stage of its best epoch, of another shape than a fresh model's when
+        # the encoder was frozen; Keras warns and skips it, which is what is wanted.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            if not reuse:
+                return self.load_model(trial)
+            self._trained_model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+            return self._trained_model
+
     def _trial_run(self, trial) -> str:
         """Creates the trial's child run.
 
@@ -145,7 +171,7 @@ class TrackedTrials:
         )
 
     def _report(self, trial, run_id: str, dataset, histories) -> None:
-        model = self.load_model(trial)
+        model = self.best_epoch_model(trial, reuse=True)
         inference = model.inference_model()
         result = evaluate_model(
             inference,
@@ -166,6 +192,7 @@ class TrackedTrials:
             history=history,
             seed=self.search_seed,
         )
+        self._trained_model = None  # scored: its memory can go with the next build
         best = max(history.get(OBJECTIVE.name, [float("nan")])) if history else float("nan")
         self.tracker.log_metrics(run_id, {f"best_{OBJECTIVE.name}": best})
         logger.info(
