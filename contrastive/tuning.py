@@ -9,7 +9,9 @@ optimisation, Hyperband) with `TrackedTrials` mixed in. Its ``run_trial``:
    hyperparameters under their search-space names plus the fixed settings;
 3. trains through Keras Tuner (which keeps the best epoch's weights), with MLflow's epoch
    callback and a guard that stops a diverging trial at the first NaN or inf loss;
-4. reloads the best epoch, scores it on the test split and logs metrics and pictures.
+4. reloads the best epoch into the model it trained, scores it on the test split and
+   logs metrics and pictures, then what each part cost (``build_seconds``,
+   ``fit_seconds``, ``scoring_seconds``).
 
 A trial that raises or diverges is marked FAILED in MLflow, with the traceback as an
 artifact, and reported to Keras Tuner as a failed trial: the search goes on, and a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import traceback
 import warnings
 import zlib
@@ -101,9 +104,11 @@ class TrackedTrials:
         callbacks = [*fit_kwargs.pop("callbacks", []), EpochMetricsLogger(), DivergenceGuard()]
         try:
             with self.tracker.active(run_id):
+                started = time.perf_counter()
                 histories = super().run_trial(
                     trial, dataset, callbacks=callbacks, **fit_kwargs
                 )
+                trained = time.perf_counter()
                 # Conditional hyperparameters appear only once `build` has declared
                 # them; the others are logged already (a second value would be refused).
                 declared = trial.hyperparameters.values
@@ -111,6 +116,13 @@ class TrackedTrials:
                     run_id, {k: v for k, v in declared.items() if k not in drawn}
                 )
                 self._report(trial, run_id, dataset, histories)
+                # What the trial cost, in three parts: the rest of a run's duration is
+                # the tracking around them (benchmarks/performance.py).
+                self.tracker.log_metrics(run_id, {
+                    "build_seconds": self._build_seconds,
+                    "fit_seconds": trained - started - self._build_seconds,
+                    "scoring_seconds": time.perf_counter() - trained,
+                })
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:
@@ -126,7 +138,9 @@ class TrackedTrials:
         # Remembered so that `_report` scores the trained model itself: Keras Tuner's
         # `load_model` would clear the session and build a second model first
         # (about 1.4 s a trial on digits; benchmarks/performance.py).
+        started = time.perf_counter()
         self._trained_model = super()._try_build(hp)
+        self._build_seconds = time.perf_counter() - started
         return self._trained_model
 
     def best_epoch_model(self, trial, *, reuse: bool = False):

@@ -160,6 +160,17 @@ def test_every_run_has_every_test_metric(search):
         assert not missing, (run.info.run_id, missing)
 
 
+def test_each_trial_records_what_its_parts_cost(search):
+    for run in search["trials"]:
+        metrics = run.data.metrics
+        parts = [metrics[name] for name in ("build_seconds", "fit_seconds", "scoring_seconds")]
+        duration = (run.info.end_time - run.info.start_time) / 1000
+
+        assert all(part > 0 for part in parts), parts
+        # The parts are disjoint spans of the run: together at most its duration.
+        assert sum(parts) <= duration + 0.01, (parts, duration)
+
+
 def test_each_trial_run_has_its_model_summary(search):
     for path in _trial_files(search, "model_summary.txt"):
         assert "Total params" in path.read_text()
