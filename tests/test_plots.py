@@ -399,3 +399,19 @@ def test_plots_module_imports_neither_tensorflow_nor_keras():
 
     assert result.stdout.strip() == "[]"
     assert "save_png" in plots.__all__
+
+
+def test_tsne_of_the_same_points_is_computed_once_per_input_and_seed(digits):
+    from contrastive.plots import _project
+
+    points = np.asarray(digits[0][:60], dtype=np.float32).reshape(60, -1)
+    first, _ = _project(points, "tsne", seed=3)
+    again, _ = _project(points.copy(), "tsne", seed=3)
+    assert again is first  # the cached result, for an equal copy of the input
+    assert not first.flags.writeable  # no caller can change what others receive
+
+    moved = points.copy()
+    moved[0, 0] += 1.0
+    assert _project(moved, "tsne", seed=3)[0] is not first
+    other_seed, _ = _project(points, "tsne", seed=4)
+    assert other_seed is not first and other_seed.shape == first.shape
