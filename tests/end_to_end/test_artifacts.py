@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from contrastive.evaluation import METRIC_NAMES
+from contrastive.tuning import TIMING_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -163,7 +164,7 @@ def test_every_run_has_every_test_metric(search):
 def test_each_trial_records_what_its_parts_cost(search):
     for run in search["trials"]:
         metrics = run.data.metrics
-        parts = [metrics[name] for name in ("build_seconds", "fit_seconds", "scoring_seconds")]
+        parts = [metrics[name] for name in TIMING_METRICS]
         duration = (run.info.end_time - run.info.start_time) / 1000
 
         assert all(part > 0 for part in parts), parts
