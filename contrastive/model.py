@@ -44,6 +44,12 @@ __all__ = ["ContrastiveModel", "LOSS_TERMS"]
 LOSS_TERMS = ("loss", "supcon_loss", "ntxent_loss", "contrastive_loss", "ce_loss")
 
 
+def _loss_terms(w, supcon, ntxent, contrastive, ce) -> dict:
+    """The reported terms under their `LOSS_TERMS` names; ``loss`` is the objective."""
+    return dict(zip(LOSS_TERMS, (w * contrastive + (1.0 - w) * ce, supcon, ntxent,
+                                 contrastive, ce)))
+
+
 class ContrastiveModel(keras.Model):
     """Encoder, projection head and classifier trained on one weighted objective.
 
@@ -159,13 +165,7 @@ class ContrastiveModel(keras.Model):
             keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         )
 
-        terms = {
-            "loss": w * contrastive + (1.0 - w) * ce,
-            "supcon_loss": supcon,
-            "ntxent_loss": ntxent,
-            "contrastive_loss": contrastive,
-            "ce_loss": ce,
-        }
+        terms = _loss_terms(w, supcon, ntxent, contrastive, ce)
         # What is differentiated: the objective, with the classifier's share at full
         # strength (see the module docstring).
         optimised = w * contrastive + ce
@@ -221,14 +221,7 @@ class ContrastiveModel(keras.Model):
         ce = ops.mean(
             keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         )
-        w = self.loss_weight
-        terms = {
-            "loss": w * contrastive + (1.0 - w) * ce,
-            "supcon_loss": supcon,
-            "ntxent_loss": ntxent,
-            "contrastive_loss": contrastive,
-            "ce_loss": ce,
-        }
+        terms = _loss_terms(self.loss_weight, supcon, ntxent, contrastive, ce)
         for name, value in terms.items():
             self._trackers[name].update_state(value)
         self._accuracy.update_state(labels, logits)
