@@ -24,7 +24,6 @@ import datetime
 import logging
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import keras_tuner  # noqa: E402
 from contrastive.data import Dataset, load_dataset  # noqa: E402
 from contrastive.hypermodel import ContrastiveHyperModel, TrainingSettings  # noqa: E402
 from contrastive.pipeline import steps_per_epoch  # noqa: E402
+from results_file import replace_subsection  # noqa: E402
 from contrastive.search_space import SearchSpace, load_search_space  # noqa: E402
 
 __all__ = [
@@ -390,32 +390,10 @@ def dataset_section(
 def replace_section(text: str, name: str, body: str) -> str:
     """Puts ``body`` as the ``### name`` sub-section of this benchmark's section.
 
-    The section is created (appended) when missing; other sub-sections, in particular
-    hand-written notes, and other benchmarks' sections are kept.
-
-    Args:
-        text: The current content of RESULTS.md.
-        name: The dataset, the sub-section's title.
-        body: The sub-section, starting with its ``### name`` line.
-
-    Returns:
-        The new content.
+    Other sub-sections, hand-written notes in particular, and other benchmarks'
+    sections are kept (see `results_file.replace_subsection`).
     """
-    start = text.find(SECTION)
-    if start < 0:
-        return text.rstrip() + f"\n\n{SECTION}\n\n{body}"
-    next_section = text.find("\n## ", start + len(SECTION))
-    end = len(text) if next_section < 0 else next_section + 1
-    section = text[start:end]
-
-    pattern = re.compile(rf"^### {re.escape(name)}\n.*?(?=^### |^## |\Z)", re.S | re.M)
-    if pattern.search(section):
-        section = pattern.sub(lambda _: body + "\n", section, count=1)
-    else:
-        # The placeholder of a section never run goes once real results arrive.
-        section = section.replace("Not run yet.\n", "")
-        section = section.rstrip() + f"\n\n{body}\n"
-    return text[:start] + section + text[end:]
+    return replace_subsection(text, SECTION, name, body)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

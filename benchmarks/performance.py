@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from results_file import replace_subsection  # noqa: E402
+
 SECTION = "## Performance (benchmarks/performance.py)"
 MEASURED = "### Measured"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -88,7 +90,8 @@ def main() -> int:
     sys.stdout.write(text)
     if args.output:
         path = Path(args.output)
-        path.write_text(_with_measured(path.read_text() if path.exists() else "", text))
+        current = path.read_text() if path.exists() else ""
+        path.write_text(replace_subsection(current, SECTION, MEASURED[4:], text, first=True))
     return 0
 
 
@@ -473,26 +476,6 @@ def _machine() -> str:
         f"{keras_tuner.__version__}, mlflow {mlflow.__version__}; run on "
         f"{time.strftime('%Y-%m-%d')}, load average {load:.1f} at the end."
     )
-
-
-def _with_measured(text: str, measured: str) -> str:
-    """``text`` with the Performance section's "Measured" part replaced by ``measured``.
-
-    The section's other sub-sections (hand-written) and every other section are kept.
-    """
-    start = text.find(SECTION)
-    if start < 0:
-        return text.rstrip() + f"\n\n{SECTION}\n\n{measured}"
-    next_section = text.find("\n## ", start + len(SECTION))
-    end = len(text) if next_section < 0 else next_section + 1
-    section = text[start:end]
-    pattern = re.compile(rf"^{re.escape(MEASURED)}\n.*?(?=^### |^## |\Z)", re.S | re.M)
-    if pattern.search(section):
-        section = pattern.sub(lambda _: measured + "\n", section, count=1)
-    else:
-        heading_end = section.index("\n") + 1
-        section = section[:heading_end] + "\n" + measured + "\n" + section[heading_end:]
-    return text[:start] + section + text[end:]
 
 
 if __name__ == "__main__":
