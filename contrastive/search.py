@@ -392,6 +392,40 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
         parent_run_id, {"best_trial_id": best.trial_id, "best_run_id": best_run.info.run_id}
     )
 
+    version = tracker.registered_version(
+        config.model_name, best_run.info.run_id, parent_run_id
+    )
+    if version is not None:
+        # This search ran to its end before: same champion, same model, already there.
+        promoted = tracker.is_champion(config.model_name, version.version)
+        reason = f"version {version.version} of this search's champion was registered already"
+        logger.info("Version %s is this search's champion, registered already", version.version)
+    else:
+        version, promoted, reason = _register(
+            tracker, config, dataset, best, best_run, parent_run_id, inference, champion
+        )
+    tracker.set_tags(
+        parent_run_id,
+        {"model_version": version.version, "promoted": promoted, "promotion": reason},
+    )
+    return SearchResult(
+        tracking_uri=tracking_uri,
+        experiment=config.experiment,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=parent_run_id,
+        best_trial_id=best.trial_id,
+        best_run_id=best_run.info.run_id,
+        metrics=champion.metrics,
+        model_name=config.model_name,
+        model_version=str(version.version),
+        promoted=promoted,
+        promotion_reason=reason,
+        trials=rows,
+    )
+
+
+def _register(tracker, config, dataset, best, best_run, parent_run_id, inference, champion):
+    """Logs the champion's inference model into its trial run and registers it."""
     hyperparameters = dict(best.hyperparameters.values)
     metadata = {
         "class_names": list(dataset.class_names),
@@ -423,24 +457,7 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
     )
     verb = "takes" if promoted else "does not take"
     logger.info("Version %s %s the champion alias: %s", version.version, verb, reason)
-    tracker.set_tags(
-        parent_run_id,
-        {"model_version": version.version, "promoted": promoted, "promotion": reason},
-    )
-    return SearchResult(
-        tracking_uri=tracking_uri,
-        experiment=config.experiment,
-        experiment_id=tracker.experiment_id,
-        parent_run_id=parent_run_id,
-        best_trial_id=best.trial_id,
-        best_run_id=best_run.info.run_id,
-        metrics=champion.metrics,
-        model_name=config.model_name,
-        model_version=str(version.version),
-        promoted=promoted,
-        promotion_reason=reason,
-        trials=rows,
-    )
+    return version, promoted, reason
 
 
 def _failures(tracker, parent_run_id: str) -> str:

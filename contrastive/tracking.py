@@ -376,6 +376,26 @@ class Tracker:
                 metadata=metadata,
             )
 
+    def registered_version(self, model_name: str, source_run_id: str, search_run_id: str):
+        """The newest version of ``model_name`` registered from these two runs, or None.
+
+        A finished search run again (same tuner folder) finds its trials done and its
+        champion unchanged: its version is then reused rather than registered twice.
+        """
+        versions = self.client.search_model_versions(
+            f"name='{model_name}' and tags.source_run_id='{source_run_id}' "
+            f"and tags.search_run_id='{search_run_id}'"
+        )
+        return max(versions, key=lambda v: int(v.version)) if versions else None
+
+    def is_champion(self, model_name: str, version: str) -> bool:
+        """Whether ``version`` of ``model_name`` holds the champion alias."""
+        try:
+            holder = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return False
+        return str(holder.version) == str(version)
+
     def register(
         self,
         model_uri: str,

@@ -645,3 +645,27 @@ def test_a_dataset_no_model_can_be_built_for_stops_the_search_at_once(tmp_path):
 
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "tuner").exists()
+
+
+# A finished search run again ----------------------------------------------------------
+
+
+def test_a_finished_search_run_again_registers_nothing_new(tmp_path, tune_script):
+    args = ("--max-trials", "1", "--epochs", "1", "--search-space", "quick", "--no-baseline")
+    first = tune_script(tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    again = tune_script(tmp_path, *args)
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(_uri(tmp_path))
+    versions = client.search_model_versions("name='contrastive-classifier'")
+    assert [str(v.version) for v in versions] == ["1"]
+    champion = client.get_model_version_by_alias("contrastive-classifier", "champion")
+    assert str(champion.version) == "1"
+    assert "Registered contrastive-classifier version 1, now champion (version 1 of this " \
+           "search's champion was registered already)" in again.stdout
+    runs = client.search_runs([client.get_experiment_by_name("contrastive").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["model_version"] == "1"
+    assert parent.info.status == "FINISHED"
