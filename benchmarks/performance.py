@@ -107,8 +107,8 @@ def throughput_table(name: str, epochs: int, rounds: int) -> str:
 
     dataset = load_dataset(name, label_fraction=0.1, seed=0)
     joint, stream, steps, settings = _joint_model(dataset)
-    pretrainer, classifier = _recipe_models(dataset, joint)
-    floor = _floor_model(dataset, joint)
+    pretrainer, classifier = _recipe_models(dataset)
+    floor = _floor_model(dataset)
 
     per_step = min(settings.labeled_batch_size, len(dataset.x_labeled)) + min(
         settings.unlabeled_batch_size, len(dataset.x_unlabeled)
@@ -215,7 +215,7 @@ _SETTINGS = {
 }
 
 
-def _recipe_models(dataset, joint):
+def _recipe_models(dataset):
     """The two stages, with fresh copies of the joint model's parts.
 
     The classifier stage gets an encoder of its own: freezing the pre-trainer's would
@@ -246,7 +246,7 @@ def _recipe_models(dataset, joint):
     return pretrainer, classifier
 
 
-def _floor_model(dataset, joint):
+def _floor_model(dataset):
     import keras
 
     from contrastive.encoders import conv_encoder

@@ -123,6 +123,11 @@ class ContrastiveModel(keras.Model):
         embeddings = self.encoder(self.normalizer(images), training=training)
         return self.classifier(embeddings, training=training)
 
+    def _two_views(self, images):
+        """Two independent random views of every image, stacked: rows [0, n), [n, 2n)."""
+        first = self.augmenter(images, training=True)
+        return ops.concatenate([first, self.augmenter(images, training=True)], axis=0)
+
     def _objective(self, x_labeled, y_labeled, x_unlabeled, training):
         """Loss terms and labelled logits for one batch; shared by train and test steps."""
         n_labeled = ops.shape(x_labeled)[0]
@@ -130,11 +135,7 @@ class ContrastiveModel(keras.Model):
         images = self.normalizer(ops.concatenate([x_labeled, x_unlabeled], axis=0))
         n = n_labeled + n_unlabeled
 
-        # Two independent random views of every image: rows [0, n) and [n, 2n).
-        views = ops.concatenate(
-            [self.augmenter(images, training=True), self.augmenter(images, training=True)],
-            axis=0,
-        )
+        views = self._two_views(images)
         embeddings = self.encoder(views, training=training)
         projections = self.projector(embeddings, training=training)
         first, second = projections[:n], projections[n:]
@@ -206,10 +207,7 @@ class ContrastiveModel(keras.Model):
         x, y = data[0], data[1]
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))
         images = self.normalizer(x)
-        views = ops.concatenate(
-            [self.augmenter(images, training=True), self.augmenter(images, training=True)],
-            axis=0,
-        )
+        views = self._two_views(images)
         projections = self.projector(self.encoder(views, training=False), training=False)
         n = ops.shape(x)[0]
         supcon = supcon_loss(projections, ops.concatenate([labels, labels], axis=0),

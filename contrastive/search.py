@@ -397,7 +397,8 @@ def _finish(tracker, tuner, config, dataset, parent_run_id, tracking_uri) -> Sea
     )
     if version is not None:
         # This search ran to its end before: same champion, same model, already there.
-        promoted = tracker.is_champion(config.model_name, version.version)
+        holder = tracker.champion(config.model_name)
+        promoted = holder is not None and str(holder.version) == str(version.version)
         reason = f"version {version.version} of this search's champion was registered already"
         logger.info("Version %s is this search's champion, registered already", version.version)
     else:

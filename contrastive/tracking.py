@@ -388,13 +388,12 @@ class Tracker:
         )
         return max(versions, key=lambda v: int(v.version)) if versions else None
 
-    def is_champion(self, model_name: str, version: str) -> bool:
-        """Whether ``version`` of ``model_name`` holds the champion alias."""
+    def champion(self, model_name: str):
+        """The version of ``model_name`` holding the champion alias, or None."""
         try:
-            holder = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+            return self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
         except mlflow.exceptions.MlflowException:
-            return False
-        return str(holder.version) == str(version)
+            return None
 
     def register(
         self,
@@ -470,9 +469,8 @@ class Tracker:
         if promote == "never":
             return False, "--promote never"
 
-        try:
-            current = self.client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-        except mlflow.exceptions.MlflowException:
+        current = self.champion(model_name)
+        if current is None:
             return True, "there was no champion yet"
 
         if current.tags.get("dataset_digest") != str(tags.get("dataset_digest")):
